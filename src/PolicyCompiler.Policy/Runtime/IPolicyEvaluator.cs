@@ -1,0 +1,57 @@
+using PolicyCompiler.Policy.Language;
+
+namespace PolicyCompiler.Policy.Runtime;
+
+/// <summary>
+/// Decides tool calls. Implemented by the reference interpreter
+/// (<see cref="Interpretation.PolicyInterpreter"/>) and by every evaluator the source generator
+/// compiles from a policy file; the two must give identical decisions, rule pointers and counter
+/// effects for every call (tests/PolicyCompiler.Generators.Tests proves it by property tests).
+/// Implementations are thread-safe.
+/// </summary>
+public interface IPolicyEvaluator
+{
+    /// <summary>What the evaluator enforces: the policy's name, hash, mode and text.</summary>
+    PolicyInfo Policy { get; }
+
+    /// <summary>
+    /// Decides <paramref name="call"/>. An allow decision has already reserved every limit that
+    /// applies (commit or roll it back through <see cref="Decision.Reservation"/>); an
+    /// approval-required decision reserves nothing (see <see cref="ReserveLimits"/>).
+    /// </summary>
+    Decision Evaluate(in ToolCall call);
+
+    /// <summary>
+    /// Reserves the limits of a call that an approval let through: returns allow (with the
+    /// reservation) or rate-limited. Used by the approvals flow; counters are only taken when a call
+    /// is actually forwarded.
+    /// </summary>
+    Decision ReserveLimits(in ToolCall call);
+
+    /// <summary>
+    /// Whether a tool appears in <c>tools/list</c>: false for hidden tools and for tools that
+    /// every call would deny whatever its arguments (a deny entry, or the default deny, with no rule
+    /// that could allow or ask for approval).
+    /// </summary>
+    bool IsListed(ReadOnlySpan<byte> toolNameUtf8);
+}
+
+/// <summary>What an evaluator enforces.</summary>
+/// <param name="Name">The policy's name.</param>
+/// <param name="Sha256">Lower-case hex SHA-256 of the policy file.</param>
+/// <param name="Mode">Enforce or shadow.</param>
+/// <param name="SourceText">The policy file's text.</param>
+public sealed record PolicyInfo(string Name, string Sha256, PolicyMode Mode, string SourceText);
+
+/// <summary>Services an evaluator uses: the clock, the counter store and the regex timeout.</summary>
+public sealed class PolicyEvaluatorOptions
+{
+    /// <summary>The clock for limits. Tests inject a fake one.</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>Where counters live (in memory unless a durable store is given).</summary>
+    public ICounterStore Counters { get; init; } = new MemoryCounterStore();
+
+    /// <summary>Longest a regex condition may run before it counts as Unknown (fail closed).</summary>
+    public TimeSpan RegexTimeout { get; init; } = TimeSpan.FromMilliseconds(100);
+}
