@@ -31,10 +31,36 @@ public sealed partial class PolicyGenerator
         /// <summary>Reason of a deny when an <c>increment_from</c> argument is not a non-negative number (fail closed).</summary>
         public const string IncrementFromReason = "limit amount argument is not a non-negative number";
 
-        private const string Runtime = "global::PolicyCompiler.Policy.Runtime.";
-        private const string Ops = Runtime + "PolicyOps.";
-        private const string DecisionType = Runtime + "Decision";
-        private const string Memory = "global::System.MemoryExtensions.";
+        // Runtime and language types are named through file-local aliases of their global:: names
+        // (see Aliases), which keeps the generated conditions readable.
+        private const string Runtime = "";
+        private const string Language = "";
+        private const string Ops = "PolicyOps.";
+        private const string DecisionType = "Decision";
+        private const string Memory = "MemoryExtensions.";
+
+        private static readonly string[] Aliases =
+        {
+            "MemoryExtensions = global::System.MemoryExtensions",
+            "ArgumentLookup = global::PolicyCompiler.Policy.Runtime.ArgumentLookup",
+            "ArgumentPath = global::PolicyCompiler.Policy.Runtime.ArgumentPath",
+            "CounterRequest = global::PolicyCompiler.Policy.Runtime.CounterRequest",
+            "CounterReservation = global::PolicyCompiler.Policy.Runtime.CounterReservation",
+            "Decision = global::PolicyCompiler.Policy.Runtime.Decision",
+            "GlobPattern = global::PolicyCompiler.Policy.Runtime.GlobPattern",
+            "ICounterStore = global::PolicyCompiler.Policy.Runtime.ICounterStore",
+            "IPolicyEvaluator = global::PolicyCompiler.Policy.Runtime.IPolicyEvaluator",
+            "PathStep = global::PolicyCompiler.Policy.Runtime.PathStep",
+            "PolicyEvaluatorOptions = global::PolicyCompiler.Policy.Runtime.PolicyEvaluatorOptions",
+            "PolicyInfo = global::PolicyCompiler.Policy.Runtime.PolicyInfo",
+            "PolicyMode = global::PolicyCompiler.Policy.Language.PolicyMode",
+            "PolicyOps = global::PolicyCompiler.Policy.Runtime.PolicyOps",
+            "PolicyValue = global::PolicyCompiler.Policy.Runtime.PolicyValue",
+            "ToolAction = global::PolicyCompiler.Policy.Language.ToolAction",
+            "ToolCall = global::PolicyCompiler.Policy.Runtime.ToolCall",
+            "Truth = global::PolicyCompiler.Policy.Runtime.Truth",
+            "WindowAlignment = global::PolicyCompiler.Policy.Language.WindowAlignment",
+        };
 
         /// <summary>A generated file.</summary>
         public readonly struct EvaluatorSource
@@ -356,6 +382,12 @@ public sealed partial class PolicyGenerator
                 w.Line("#nullable enable");
                 w.Line();
                 w.Open("namespace " + GeneratedNamespace);
+                foreach (string alias in Aliases)
+                {
+                    w.Line("using " + alias + ";");
+                }
+
+                w.Line();
                 WriteClassDoc(w);
                 w.Line("[global::System.CodeDom.Compiler.GeneratedCode(\"PolicyCompiler.Generators\", \"1.0.0.0\")]");
                 w.Open("public sealed class " + ClassName + " : " + Runtime + "IPolicyEvaluator");
@@ -386,7 +418,7 @@ public sealed partial class PolicyGenerator
                 w.Indent();
                 w.Line(Literal(_policy.Name) + ",");
                 w.Line(Literal(_policy.Sha256) + ",");
-                w.Line("global::PolicyCompiler.Policy.Language.PolicyMode." + _policy.Mode + ",");
+                w.Line(Language + "PolicyMode." + _policy.Mode + ",");
                 w.Line(Literal(_policy.SourceText) + ");");
                 w.Outdent();
                 w.Line();
@@ -974,7 +1006,7 @@ public sealed partial class PolicyGenerator
                         break;
                     }
 
-                    w.Line("if (" + Ops + "Fires(" + Condition(rule.When) + ", global::PolicyCompiler.Policy.Language.ToolAction." + rule.Action + ")) return " + decision + ";");
+                    w.Line("if (" + Ops + "Fires(" + Condition(rule.When) + ", " + Language + "ToolAction." + rule.Action + ")) return " + decision + ";");
                 }
 
                 if (reachable)
@@ -1024,7 +1056,7 @@ public sealed partial class PolicyGenerator
                     }
 
                     w.Line("requests[" + index + "] = new " + Runtime + "CounterRequest(" + Literal(limit.Counter) + ", "
-                        + limit.Window.Seconds.ToString(CultureInfo.InvariantCulture) + ", global::PolicyCompiler.Policy.Language.WindowAlignment." + limit.Window.Alignment + ", "
+                        + limit.Window.Seconds.ToString(CultureInfo.InvariantCulture) + ", " + Language + "WindowAlignment." + limit.Window.Alignment + ", "
                         + scope + ", " + key + ", " + amount + ", " + Number(limit.Max) + ");");
                 }
 

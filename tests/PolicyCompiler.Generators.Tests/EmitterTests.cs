@@ -84,3 +84,15 @@ public class EmitterTests
     public void Valid_Literal_EscapesEverythingOutsidePrintableAscii(string text, string expected) =>
         Assert.Equal(expected, Emitter.Literal(text));
 }
+
+/// <summary>Generated output of the hand-made models, compared to checked-in baselines.</summary>
+public class EmitterBaselineTests
+{
+    [Fact]
+    public void Valid_RichPolicy_MatchesBaseline() =>
+        Baseline.Verify("hand-made/eks-prod.g.cs", Emitter.EmitEvaluator(EmitterTests.RichPolicy(), emitEntryPoint: true).Text);
+
+    [Fact]
+    public void Valid_HostilePolicy_MatchesBaseline() =>
+        Baseline.Verify("hand-made/hostile.g.cs", Emitter.EmitEvaluator(EmitterTests.HostilePolicy(), emitEntryPoint: true).Text);
+}
