@@ -19,17 +19,9 @@ public sealed partial class PolicyGenerator
         /// <summary>Namespace of every generated type.</summary>
         public const string GeneratedNamespace = "PolicyCompiler.Generated";
 
-        /// <summary>Reason of a deny for a hidden tool (spec step 1).</summary>
-        public const string HiddenReason = "tool is hidden by policy";
-
-        /// <summary>Reason of a deny rule or entry that gives none (its entry's reason comes first).</summary>
-        public const string DefaultDenyReason = "denied by policy";
-
-        /// <summary>Reason of an approve rule or entry that gives none.</summary>
-        public const string DefaultApproveReason = "approval required by policy";
-
-        /// <summary>Reason of a deny when an <c>increment_from</c> argument is not a non-negative number (fail closed).</summary>
-        public const string IncrementFromReason = "limit amount argument is not a non-negative number";
+        // Every text an agent sees comes from the model (the parser resolves reasons) or from
+        // PolicyText, the language's one place for them, so interpreter and evaluator print the same.
+        private const string HiddenReason = PolicyText.HiddenReason;
 
         // Runtime and language types are named through file-local aliases of their global:: names
         // (see Aliases), which keeps the generated conditions readable.
@@ -50,6 +42,7 @@ public sealed partial class PolicyGenerator
             "GlobPattern = global::PolicyCompiler.Policy.Runtime.GlobPattern",
             "ICounterStore = global::PolicyCompiler.Policy.Runtime.ICounterStore",
             "IPolicyEvaluator = global::PolicyCompiler.Policy.Runtime.IPolicyEvaluator",
+            "LimitArguments = global::PolicyCompiler.Policy.Runtime.LimitArguments",
             "PathStep = global::PolicyCompiler.Policy.Runtime.PathStep",
             "PolicyEvaluatorOptions = global::PolicyCompiler.Policy.Runtime.PolicyEvaluatorOptions",
             "PolicyInfo = global::PolicyCompiler.Policy.Runtime.PolicyInfo",
@@ -297,7 +290,7 @@ public sealed partial class PolicyGenerator
                     }
                 }
 
-                patterns.Sort(Glob.CompareSpecificity);
+                patterns.Sort(static (a, b) => PolicyPatterns.CompareSpecificity(a.Name, b.Name));
                 _patternsBySpecificity = patterns.ToArray();
             }
 
@@ -316,7 +309,7 @@ public sealed partial class PolicyGenerator
 
                 foreach (HidePattern hide in _policy.Hide)
                 {
-                    if (!Glob.HasWildcards(hide.Pattern))
+                    if (!PolicyPatterns.IsPattern(hide.Pattern))
                     {
                         names.Add(hide.Pattern);
                     }
@@ -342,7 +335,7 @@ public sealed partial class PolicyGenerator
             {
                 for (int i = 0; i < _policy.Hide.Count; i++)
                 {
-                    if (Glob.IsMatch(_policy.Hide[i].Pattern, name))
+                    if (PolicyPatterns.Matches(_policy.Hide[i].Pattern, name))
                     {
                         return HiddenRoute(i);
                     }
@@ -358,7 +351,7 @@ public sealed partial class PolicyGenerator
 
                 foreach (ToolEntry entry in _patternsBySpecificity)
                 {
-                    if (Glob.IsMatch(entry.Name, name))
+                    if (PolicyPatterns.Matches(entry.Name, name))
                     {
                         return _entryNames[entry];
                     }
@@ -716,7 +709,7 @@ public sealed partial class PolicyGenerator
                 for (int i = 0; i < _policy.Hide.Count; i++)
                 {
                     string pattern = _policy.Hide[i].Pattern;
-                    if (!Glob.HasWildcards(pattern))
+                    if (!PolicyPatterns.IsPattern(pattern))
                     {
                         continue; // resolved in the switch
                     }
@@ -939,7 +932,11 @@ public sealed partial class PolicyGenerator
             {
                 if (operand.Items.Count == 0)
                 {
-                    return Ops + (isIn ? "In" : "NotIn") + "Empty(" + value + ")";
+                    // Nothing to compare: missing → False, ambiguous → Unknown, present → False for
+                    // in, True for not_in. Exists(true) ∧ Exists(false) is exactly the former.
+                    return isIn
+                        ? Ops + "And(" + Ops + "Exists(" + value + ", true), " + Ops + "Exists(" + value + ", false))"
+                        : Ops + "Exists(" + value + ", true)";
                 }
 
                 string expression = Scalar(isIn ? "Eq" : "Neq", value, operand.Items[0]);
@@ -994,8 +991,8 @@ public sealed partial class PolicyGenerator
                 {
                     string decision = rule.Action switch
                     {
-                        ToolAction.Deny => DecisionType + ".Deny(" + Literal(rule.Pointer) + ", " + Literal(rule.Reason ?? owner.Reason ?? DefaultDenyReason) + ")",
-                        ToolAction.Approve => DecisionType + ".ApprovalRequired(" + Literal(rule.Pointer) + ", " + Literal(rule.Reason ?? owner.Reason ?? DefaultApproveReason) + ")",
+                        ToolAction.Deny => DecisionType + ".Deny(" + Literal(rule.Pointer) + ", " + Literal(rule.Reason ?? owner.Reason ?? PolicyText.DenyReason(owner.Name)) + ")",
+                        ToolAction.Approve => DecisionType + ".ApprovalRequired(" + Literal(rule.Pointer) + ", " + Literal(rule.Reason ?? owner.Reason ?? PolicyText.ApproveReason(owner.Name)) + ")",
                         _ => Allow(entry, Literal(rule.Pointer)),
                     };
 
@@ -1014,8 +1011,8 @@ public sealed partial class PolicyGenerator
                     string pointer = Literal(entry.ActionIsExplicit ? entry.Pointer + "/action" : entry.Pointer);
                     w.Line("return " + entry.Action switch
                     {
-                        ToolAction.Deny => DecisionType + ".Deny(" + pointer + ", " + Literal(entry.Reason ?? DefaultDenyReason) + ")",
-                        ToolAction.Approve => DecisionType + ".ApprovalRequired(" + pointer + ", " + Literal(entry.Reason ?? DefaultApproveReason) + ")",
+                        ToolAction.Deny => DecisionType + ".Deny(" + pointer + ", " + Literal(entry.Reason ?? PolicyText.DenyReason(entry.Name)) + ")",
+                        ToolAction.Approve => DecisionType + ".ApprovalRequired(" + pointer + ", " + Literal(entry.Reason ?? PolicyText.ApproveReason(entry.Name)) + ")",
                         _ => Allow(entry, pointer),
                     } + ";");
                 }
@@ -1046,12 +1043,12 @@ public sealed partial class PolicyGenerator
                         LimitScope.Global => "\"\"",
                         _ => "call.Grant",
                     };
-                    string key = limit.Key is null ? "null" : Runtime + "CounterKeys.KeyText(" + Value(limit.Key) + ")";
+                    string key = limit.Key is null ? "null" : "LimitArguments.KeyText(" + Value(limit.Key) + ")";
                     string amount = Number(limit.Increment);
                     if (limit.IncrementFrom is not null)
                     {
-                        w.Line("if (!" + Runtime + "CounterKeys.TryGetAmount(" + Value(limit.IncrementFrom) + ", out double amount" + index + ")) return "
-                            + DecisionType + ".Deny(" + Literal(limit.Pointer) + ", " + Literal(IncrementFromReason) + ");");
+                        w.Line("if (!" + "LimitArguments.TryGetAmount(" + Value(limit.IncrementFrom) + ", out double amount" + index + ")) return "
+                            + DecisionType + ".Deny(" + Literal(limit.Pointer) + ", " + Literal(PolicyText.InvalidIncrementReason(limit)) + ");");
                         amount = "amount" + index;
                     }
 

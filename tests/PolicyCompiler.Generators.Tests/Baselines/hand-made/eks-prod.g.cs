@@ -12,6 +12,7 @@ namespace PolicyCompiler.Generated
     using GlobPattern = global::PolicyCompiler.Policy.Runtime.GlobPattern;
     using ICounterStore = global::PolicyCompiler.Policy.Runtime.ICounterStore;
     using IPolicyEvaluator = global::PolicyCompiler.Policy.Runtime.IPolicyEvaluator;
+    using LimitArguments = global::PolicyCompiler.Policy.Runtime.LimitArguments;
     using PathStep = global::PolicyCompiler.Policy.Runtime.PathStep;
     using PolicyEvaluatorOptions = global::PolicyCompiler.Policy.Runtime.PolicyEvaluatorOptions;
     using PolicyInfo = global::PolicyCompiler.Policy.Runtime.PolicyInfo;
@@ -293,7 +294,7 @@ namespace PolicyCompiler.Generated
             if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return Decision.ApprovalRequired("/tools/*/rules/1", "big");
             if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool4_GetAnySecret(in call, "/tools/*/rules/2");
-            return Decision.Deny("/tools/Get*Secret/action", "denied by policy");
+            return Decision.Deny("/tools/Get*Secret/action", "denied by policy entry 'Get*Secret'");
         }
 
         /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>

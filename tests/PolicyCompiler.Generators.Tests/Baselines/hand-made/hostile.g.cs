@@ -12,6 +12,7 @@ namespace PolicyCompiler.Generated
     using GlobPattern = global::PolicyCompiler.Policy.Runtime.GlobPattern;
     using ICounterStore = global::PolicyCompiler.Policy.Runtime.ICounterStore;
     using IPolicyEvaluator = global::PolicyCompiler.Policy.Runtime.IPolicyEvaluator;
+    using LimitArguments = global::PolicyCompiler.Policy.Runtime.LimitArguments;
     using PathStep = global::PolicyCompiler.Policy.Runtime.PathStep;
     using PolicyEvaluatorOptions = global::PolicyCompiler.Policy.Runtime.PolicyEvaluatorOptions;
     using PolicyInfo = global::PolicyCompiler.Policy.Runtime.PolicyInfo;
