@@ -82,7 +82,7 @@ namespace PolicyCompiler.Generated
         {
             switch (Select(call.NameUtf8))
             {
-                case Route.Tool0_CreateCodeConnection: return EvaluateTool0_CreateCodeConnection(in call);
+                case Route.Tool0_CreateCodeConnection: return EvaluateTool0_CreateCodeConnection(in call, approved: false);
                 default: return Decision.Deny("/default", "tool is not allowed by this policy");
             }
         }
@@ -92,7 +92,7 @@ namespace PolicyCompiler.Generated
         {
             switch (Select(call.NameUtf8))
             {
-                case Route.Tool0_CreateCodeConnection: return ReserveTool0_CreateCodeConnection(in call, "/tools/CreateCodeConnection");
+                case Route.Tool0_CreateCodeConnection: return EvaluateTool0_CreateCodeConnection(in call, approved: true);
                 default: return Decision.Deny("/default", "tool is not allowed by this policy");
             }
         }
@@ -110,7 +110,7 @@ namespace PolicyCompiler.Generated
         // Tool "CreateCodeConnection" ("/tools/CreateCodeConnection"):
         //   allow
         //   when allowed: at most 30 per 60 s per grant on counter "createcodeconnection_rate" ["/tools/CreateCodeConnection/limits/0"]
-        private Decision EvaluateTool0_CreateCodeConnection(in ToolCall call)
+        private Decision EvaluateTool0_CreateCodeConnection(in ToolCall call, bool approved)
         {
             return ReserveTool0_CreateCodeConnection(in call, "/tools/CreateCodeConnection");
         }
