@@ -122,7 +122,7 @@ internal sealed class MessageClassifier
         catch (JsonException)
         {
             Id = default;
-            return Fail(ClassifyStatus.ParseError, "Parse error: the message is not valid JSON");
+            return IsBlank(message) ? ClassifyStatus.Empty : Fail(ClassifyStatus.ParseError, "Parse error: the message is not valid JSON");
         }
         catch (InvalidOperationException)
         {
@@ -467,6 +467,20 @@ internal sealed class MessageClassifier
         _failure = status;
         _detail = detail;
         return status;
+    }
+
+    /// <summary>Whether a line holds only JSON whitespace (the reader refuses an empty document).</summary>
+    private static bool IsBlank(in ReadOnlySequence<byte> message)
+    {
+        foreach (ReadOnlyMemory<byte> segment in message)
+        {
+            if (segment.Span.IndexOfAnyExcept(" \t\r\n"u8) >= 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>Anything after the one top-level value is an error (the reader throws on it).</summary>
