@@ -104,7 +104,7 @@ internal sealed class MessageClassifier
     /// <summary>Classifies <paramref name="message"/>; <paramref name="strict"/> for messages from the client.</summary>
     public ClassifyStatus Classify(in ReadOnlySequence<byte> message, bool strict)
     {
-        Kind = MessageKind.Notification;
+        Kind = MessageKind.Response; // only a message with a method and no id is a notification (never answered)
         Method = KnownMethod.Other;
         Id = default;
         _nameLength = 0;
