@@ -1,3 +1,9 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Security.Cryptography;
+using System.Text;
+
 namespace PolicyCompiler.Policy.Language;
 
 /// <summary>
@@ -10,5 +16,52 @@ public static class PolicyParser
 {
     /// <summary>Parses and validates <paramref name="utf8"/>, read from <paramref name="filePath"/>.</summary>
     public static PolicyParseResult Parse(string filePath, byte[] utf8)
-        => throw new System.NotImplementedException("contract: language work");
+    {
+        if (filePath is null) throw new ArgumentNullException(nameof(filePath));
+        if (utf8 is null) throw new ArgumentNullException(nameof(utf8));
+
+        // Three stages: bytes → JSON tree (syntax, duplicates), tree → model (fields, types,
+        // operands, paths), model → semantic checks (validator). Each stage reports what it can, so
+        // one run lists every problem; any error withholds the model.
+        var source = new PolicySourceText(utf8);
+        var report = new DiagnosticBag(filePath, source);
+        int start = utf8.Length >= 3 && utf8[0] == 0xEF && utf8[1] == 0xBB && utf8[2] == 0xBF ? 3 : 0;
+
+        PolicyDocument? document = null;
+        var root = PolicyJsonReader.Read(utf8, start, source, report);
+        if (root is not null)
+        {
+            var spans = new PolicySpans();
+            var reader = new PolicyModelReader(report, spans);
+            string text = Encoding.UTF8.GetString(utf8, start, utf8.Length - start);
+            document = reader.ReadDocument(root, DefaultName(filePath), Sha256Hex(utf8), text);
+            if (document is not null) PolicyValidator.Validate(document, spans, report);
+        }
+        return new PolicyParseResult(report.HasErrors ? null : document, report.ToSortedArray());
+    }
+
+    /// <summary>
+    /// The name a policy gets when it writes none: the file name without its extension, with
+    /// characters outside <c>[A-Za-z0-9_.-]</c> replaced by <c>_</c> and cut to 64 characters.
+    /// </summary>
+    public static string DefaultName(string filePath)
+    {
+        string stem = Path.GetFileNameWithoutExtension(filePath);
+        var name = new StringBuilder(Math.Min(stem.Length, 64));
+        foreach (char c in stem)
+        {
+            if (name.Length == 64) break;
+            name.Append(PolicyModelReader.IsNameChar(c) ? c : '_');
+        }
+        return name.Length == 0 ? "policy" : name.ToString();
+    }
+
+    private static string Sha256Hex(byte[] utf8)
+    {
+        using var sha = SHA256.Create();
+        byte[] hash = sha.ComputeHash(utf8);
+        var hex = new StringBuilder(hash.Length * 2);
+        foreach (byte b in hash) hex.Append(b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture));
+        return hex.ToString();
+    }
 }

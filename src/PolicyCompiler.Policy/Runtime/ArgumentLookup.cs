@@ -1,13 +1,132 @@
+using System.Text.Json;
+
 namespace PolicyCompiler.Policy.Runtime;
 
 /// <summary>
 /// Finds a value in a call's arguments JSON by path, without allocating. A property name that occurs
 /// twice in an object on the way yields <see cref="PolicyValueKind.Ambiguous"/> (the server might
-/// read either copy, so the policy must not guess).
+/// read either copy, so the policy must not guess). Names are compared decoded, so <c>"a"</c> and
+/// <c>"\u0061"</c> are the same name. Arguments that are not valid JSON are Ambiguous for every
+/// path (fail closed): the policy cannot know how the server would read them.
 /// </summary>
 public static class ArgumentLookup
 {
+    // Deeper than any real tool's arguments; deeper input is refused (Ambiguous) rather than read.
+    private static readonly JsonReaderOptions ReaderOptions = new() { MaxDepth = 128 };
+
     /// <summary>Finds <paramref name="path"/> in <paramref name="argumentsJson"/> (empty: no arguments, so everything below is missing).</summary>
     public static PolicyValue Find(ReadOnlySpan<byte> argumentsJson, ArgumentPath path)
-        => throw new NotImplementedException("contract: implemented by the runtime work (issue 2)");
+    {
+        if (argumentsJson.IsEmpty) return PolicyValue.Missing;
+        try
+        {
+            return Walk(argumentsJson, path.Steps);
+        }
+        catch (JsonException)
+        {
+            return PolicyValue.Ambiguous;
+        }
+    }
+
+    private static PolicyValue Walk(ReadOnlySpan<byte> json, PathStep[] steps)
+    {
+        var reader = new Utf8JsonReader(json, ReaderOptions);
+        if (!reader.Read()) return PolicyValue.Ambiguous;
+
+        // Validate the whole document once: a later byte we never look at could still make the
+        // message invalid, and a server that reads it differently must not get past the policy.
+        var whole = reader;
+        whole.Skip();
+        if (whole.Read()) return PolicyValue.Ambiguous; // trailing content (the reader throws first, normally)
+
+        for (int s = 0; s < steps.Length; s++)
+        {
+            PathStep step = steps[s];
+            if (step.PropertyUtf8 is { } name)
+            {
+                if (reader.TokenType != JsonTokenType.StartObject) return PolicyValue.Missing;
+                if (!FindProperty(ref reader, name, out bool ambiguous))
+                {
+                    return ambiguous ? PolicyValue.Ambiguous : PolicyValue.Missing;
+                }
+            }
+            else
+            {
+                if (reader.TokenType != JsonTokenType.StartArray || step.Index < 0) return PolicyValue.Missing;
+                if (!FindElement(ref reader, step.Index)) return PolicyValue.Missing;
+            }
+        }
+        return ValueAt(ref reader, json);
+    }
+
+    // Leaves the reader on the value of the one property called `name`; scans the whole object so a
+    // second copy of the name is noticed.
+    private static bool FindProperty(ref Utf8JsonReader reader, byte[] name, out bool ambiguous)
+    {
+        ambiguous = false;
+        Utf8JsonReader found = default;
+        int matches = 0;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            if (reader.ValueTextEquals(name))
+            {
+                // Utf8JsonReader is a struct: a copy is a bookmark we can resume from.
+                found = reader;
+                matches++;
+            }
+            reader.Read();
+            reader.Skip();
+        }
+        if (matches != 1)
+        {
+            ambiguous = matches > 1;
+            return false;
+        }
+        reader = found;
+        reader.Read();
+        return true;
+    }
+
+    private static bool FindElement(ref Utf8JsonReader reader, int index)
+    {
+        int i = 0;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            if (i++ == index) return true;
+            reader.Skip();
+        }
+        return false;
+    }
+
+    // Slices are taken from `json` (not from the reader) so the value may outlive the reader.
+    private static PolicyValue ValueAt(scoped ref Utf8JsonReader reader, ReadOnlySpan<byte> json)
+    {
+        int start = (int)reader.TokenStartIndex;
+        switch (reader.TokenType)
+        {
+            case JsonTokenType.String:
+                // TokenStartIndex is the opening quote; the value is what follows, still escaped.
+                return new PolicyValue
+                {
+                    Kind = PolicyValueKind.String,
+                    Raw = json.Slice(start + 1, reader.ValueSpan.Length),
+                    HasEscapes = reader.ValueIsEscaped,
+                };
+            case JsonTokenType.Number:
+                return new PolicyValue { Kind = PolicyValueKind.Number, Raw = json.Slice(start, reader.ValueSpan.Length) };
+            case JsonTokenType.True:
+                return new PolicyValue { Kind = PolicyValueKind.True, Raw = json.Slice(start, 4) };
+            case JsonTokenType.False:
+                return new PolicyValue { Kind = PolicyValueKind.False, Raw = json.Slice(start, 5) };
+            case JsonTokenType.Null:
+                return new PolicyValue { Kind = PolicyValueKind.Null, Raw = json.Slice(start, 4) };
+            case JsonTokenType.StartObject:
+            case JsonTokenType.StartArray:
+                var kind = reader.TokenType == JsonTokenType.StartObject ? PolicyValueKind.Object : PolicyValueKind.Array;
+                reader.Skip();
+                return new PolicyValue { Kind = kind, Raw = json[start..(int)reader.BytesConsumed] };
+            default:
+                return PolicyValue.Ambiguous;
+        }
+    }
 }

@@ -1,0 +1,1137 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Text;
+using PolicyCompiler.Policy.Language;
+
+namespace PolicyCompiler.Generators;
+
+public sealed partial class PolicyGenerator
+{
+    /// <summary>
+    /// Writes the C# of a compiled evaluator. Semantics: docs/policy-language.md, "Deciding a call";
+    /// the reference interpreter (PolicyInterpreter) follows the same text and the generator tests
+    /// prove the two agree. Everything the policy fixes is resolved here, at build time: which
+    /// entry a literal tool name selects, whether it is hidden, the `*` layer, reasons and pointers.
+    /// </summary>
+    internal static class Emitter
+    {
+        /// <summary>Namespace of every generated type.</summary>
+        public const string GeneratedNamespace = "PolicyCompiler.Generated";
+
+        // Every text an agent sees comes from the model (the parser resolves reasons) or from
+        // PolicyText, the language's one place for them, so interpreter and evaluator print the same.
+        private const string HiddenReason = PolicyText.HiddenReason;
+
+        // Runtime and language types are named through file-local aliases of their global:: names
+        // (see Aliases), which keeps the generated conditions readable.
+        private const string Runtime = "";
+        private const string Language = "";
+        private const string Ops = "PolicyOps.";
+        private const string DecisionType = "Decision";
+        private const string Memory = "MemoryExtensions.";
+
+        private static readonly string[] Aliases =
+        {
+            "MemoryExtensions = global::System.MemoryExtensions",
+            "ArgumentLookup = global::PolicyCompiler.Policy.Runtime.ArgumentLookup",
+            "ArgumentPath = global::PolicyCompiler.Policy.Runtime.ArgumentPath",
+            "CounterRequest = global::PolicyCompiler.Policy.Runtime.CounterRequest",
+            "CounterReservation = global::PolicyCompiler.Policy.Runtime.CounterReservation",
+            "Decision = global::PolicyCompiler.Policy.Runtime.Decision",
+            "GlobPattern = global::PolicyCompiler.Policy.Runtime.GlobPattern",
+            "ICounterStore = global::PolicyCompiler.Policy.Runtime.ICounterStore",
+            "IPolicyEvaluator = global::PolicyCompiler.Policy.Runtime.IPolicyEvaluator",
+            "LimitArguments = global::PolicyCompiler.Policy.Runtime.LimitArguments",
+            "PathStep = global::PolicyCompiler.Policy.Runtime.PathStep",
+            "PolicyEvaluatorOptions = global::PolicyCompiler.Policy.Runtime.PolicyEvaluatorOptions",
+            "PolicyInfo = global::PolicyCompiler.Policy.Runtime.PolicyInfo",
+            "PolicyMode = global::PolicyCompiler.Policy.Language.PolicyMode",
+            "PolicyOps = global::PolicyCompiler.Policy.Runtime.PolicyOps",
+            "PolicyValue = global::PolicyCompiler.Policy.Runtime.PolicyValue",
+            "ToolAction = global::PolicyCompiler.Policy.Language.ToolAction",
+            "ToolCall = global::PolicyCompiler.Policy.Runtime.ToolCall",
+            "Truth = global::PolicyCompiler.Policy.Runtime.Truth",
+            "WindowAlignment = global::PolicyCompiler.Policy.Language.WindowAlignment",
+        };
+
+        /// <summary>A generated file.</summary>
+        public readonly struct EvaluatorSource
+        {
+            public EvaluatorSource(string hintName, string text, string className)
+            {
+                HintName = hintName;
+                Text = text;
+                ClassName = className;
+            }
+
+            public string HintName { get; }
+
+            public string Text { get; }
+
+            public string ClassName { get; }
+        }
+
+        /// <summary>
+        /// Emits the evaluator class of <paramref name="policy"/> and, when <paramref name="emitEntryPoint"/>,
+        /// the <c>CompiledPolicy</c> entry point. Tests pass a <paramref name="className"/> to compile
+        /// many policies into one assembly.
+        /// </summary>
+        public static EvaluatorSource EmitEvaluator(PolicyDocument policy, bool emitEntryPoint, string? className = null)
+        {
+            var plan = new Plan(policy, className ?? ClassNameFor(policy.Name));
+            return new EvaluatorSource(plan.ClassName + ".g.cs", plan.Write(emitEntryPoint), plan.ClassName);
+        }
+
+        /// <summary><c>eks-prod</c> → <c>EksProdPolicyEvaluator</c>.</summary>
+        public static string ClassNameFor(string policyName)
+        {
+            var name = new StringBuilder();
+            bool upper = true;
+            foreach (char c in policyName)
+            {
+                if (c is (>= 'a' and <= 'z') or (>= 'A' and <= 'Z') or (>= '0' and <= '9'))
+                {
+                    name.Append(upper ? char.ToUpperInvariant(c) : c);
+                    upper = false;
+                }
+                else
+                {
+                    upper = true;
+                }
+            }
+
+            if (name.Length == 0 || char.IsDigit(name[0]))
+            {
+                name.Insert(0, "Policy");
+            }
+
+            return name.Append("PolicyEvaluator").ToString();
+        }
+
+        /// <summary>
+        /// The one escaping helper for policy text in generated code: a C# string literal with
+        /// quotes, backslashes, every control and non-ASCII character escaped as <c>\uXXXX</c>, so
+        /// no policy string can end the literal, a comment or a line.
+        /// </summary>
+        public static string Literal(string value)
+        {
+            var literal = new StringBuilder(value.Length + 2).Append('"');
+            foreach (char c in value)
+            {
+                switch (c)
+                {
+                    case '"':
+                        literal.Append("\\\"");
+                        break;
+                    case '\\':
+                        literal.Append("\\\\");
+                        break;
+                    default:
+                        if (c >= ' ' && c < '\u007f')
+                        {
+                            literal.Append(c);
+                        }
+                        else
+                        {
+                            literal.Append("\\u").Append(((int)c).ToString("X4", CultureInfo.InvariantCulture));
+                        }
+
+                        break;
+                }
+            }
+
+            return literal.Append('"').ToString();
+        }
+
+        /// <summary>Policy text for a comment: the escaped literal (safe on one line, no <c>*/</c> risk in <c>//</c> comments).</summary>
+        private static string Text(string value) => Literal(value);
+
+        /// <summary>Policy text for an XML doc comment.</summary>
+        private static string Xml(string value) =>
+            value.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;");
+
+        /// <summary>A UTF-8 literal of policy text (a byte array for text that is not well-formed UTF-16).</summary>
+        private static string Utf8(string value)
+        {
+            if (IsWellFormed(value))
+            {
+                return Literal(value) + "u8";
+            }
+
+            // Lone surrogates cannot be a u8 literal; the interpreter encodes them with
+            // Encoding.UTF8 (replacement characters), so emit exactly those bytes.
+            byte[] bytes = Encoding.UTF8.GetBytes(value);
+            var array = new StringBuilder("new global::System.ReadOnlySpan<byte>(new byte[] { ");
+            foreach (byte b in bytes)
+            {
+                array.Append("0x").Append(b.ToString("X2", CultureInfo.InvariantCulture)).Append(", ");
+            }
+
+            return array.Append("})").ToString();
+        }
+
+        private static bool IsWellFormed(string value)
+        {
+            for (int i = 0; i < value.Length; i++)
+            {
+                if (char.IsHighSurrogate(value[i]))
+                {
+                    if (i + 1 >= value.Length || !char.IsLowSurrogate(value[i + 1]))
+                    {
+                        return false;
+                    }
+
+                    i++;
+                }
+                else if (char.IsLowSurrogate(value[i]))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        /// <summary>A double literal that round-trips exactly.</summary>
+        private static string Number(double value)
+        {
+            if (double.IsPositiveInfinity(value))
+            {
+                return "double.PositiveInfinity";
+            }
+
+            if (double.IsNegativeInfinity(value))
+            {
+                return "double.NegativeInfinity";
+            }
+
+            if (double.IsNaN(value))
+            {
+                return "double.NaN";
+            }
+
+            return value.ToString("R", CultureInfo.InvariantCulture) + "d";
+        }
+
+        private static string Bool(bool value) => value ? "true" : "false";
+
+        /// <summary>A C# identifier fragment for a tool name (readability only; uniqueness comes from the index).</summary>
+        private static string Identifier(string name)
+        {
+            var identifier = new StringBuilder();
+            foreach (char c in name)
+            {
+                if (identifier.Length >= 40)
+                {
+                    break;
+                }
+
+                if (c is (>= 'a' and <= 'z') or (>= 'A' and <= 'Z') or (>= '0' and <= '9'))
+                {
+                    identifier.Append(c);
+                }
+                else if (c == '*')
+                {
+                    identifier.Append("Any");
+                }
+                else if (identifier.Length == 0 || identifier[identifier.Length - 1] != '_')
+                {
+                    identifier.Append('_');
+                }
+            }
+
+            return identifier.ToString().Trim('_');
+        }
+
+        private static string ActionWord(ToolAction action) => action switch
+        {
+            ToolAction.Deny => "deny",
+            ToolAction.Approve => "approve",
+            _ => "allow",
+        };
+
+        /// <summary>Everything the emitter decides about one policy before writing a line.</summary>
+        private sealed class Plan
+        {
+            private readonly PolicyDocument _policy;
+            private readonly ToolEntry[] _entries;                  // ordinal order of the key
+            private readonly ToolEntry? _star;                      // the `*` layer, if any
+            private readonly ToolEntry[] _patternsBySpecificity;    // pattern entries, most specific first
+            private readonly Dictionary<ToolEntry, string> _entryNames = new();
+            private readonly List<string> _staticFields = new();
+            private readonly Dictionary<string, string> _pathFields = new(StringComparer.Ordinal);
+            private readonly Dictionary<string, string> _globFields = new(StringComparer.Ordinal);
+            private readonly List<string> _regexPatterns = new();
+            private int _maxLimits;
+
+            public Plan(PolicyDocument policy, string className)
+            {
+                _policy = policy;
+                ClassName = className;
+                _entries = policy.Tools.AsSpan().ToArray();
+                Array.Sort(_entries, static (a, b) => string.CompareOrdinal(a.Name, b.Name));
+                for (int i = 0; i < _entries.Length; i++)
+                {
+                    _entryNames[_entries[i]] = "Tool" + i.ToString(CultureInfo.InvariantCulture)
+                        + (Identifier(_entries[i].Name) is { Length: > 0 } id ? "_" + id : string.Empty);
+                    if (_entries[i].Name == "*")
+                    {
+                        _star = _entries[i];
+                    }
+                }
+
+                var patterns = new List<ToolEntry>();
+                foreach (ToolEntry entry in _entries)
+                {
+                    if (entry.IsPattern)
+                    {
+                        patterns.Add(entry);
+                    }
+                }
+
+                patterns.Sort(static (a, b) => PolicyPatterns.CompareSpecificity(a.Name, b.Name));
+                _patternsBySpecificity = patterns.ToArray();
+            }
+
+            public string ClassName { get; }
+
+            private IEnumerable<(string Name, string Route)> LiteralRoutes()
+            {
+                var names = new SortedSet<string>(StringComparer.Ordinal);
+                foreach (ToolEntry entry in _entries)
+                {
+                    if (!entry.IsPattern)
+                    {
+                        names.Add(entry.Name);
+                    }
+                }
+
+                foreach (HidePattern hide in _policy.Hide)
+                {
+                    if (!PolicyPatterns.IsPattern(hide.Pattern))
+                    {
+                        names.Add(hide.Pattern);
+                    }
+                }
+
+                var routes = new List<(string Name, string Route)>();
+                foreach (string name in names)
+                {
+                    routes.Add((name, RouteOfLiteral(name)));
+                }
+
+                // Switch on the UTF-8 length, then compare bytes: group by length, ordinal within.
+                routes.Sort(static (a, b) =>
+                {
+                    int byLength = Encoding.UTF8.GetByteCount(a.Name).CompareTo(Encoding.UTF8.GetByteCount(b.Name));
+                    return byLength != 0 ? byLength : string.CompareOrdinal(a.Name, b.Name);
+                });
+                return routes;
+            }
+
+            /// <summary>Spec steps 1-2 for a name known at build time.</summary>
+            private string RouteOfLiteral(string name)
+            {
+                for (int i = 0; i < _policy.Hide.Count; i++)
+                {
+                    if (PolicyPatterns.Matches(_policy.Hide[i].Pattern, name))
+                    {
+                        return HiddenRoute(i);
+                    }
+                }
+
+                foreach (ToolEntry entry in _entries)
+                {
+                    if (!entry.IsPattern && entry.Name == name)
+                    {
+                        return _entryNames[entry];
+                    }
+                }
+
+                foreach (ToolEntry entry in _patternsBySpecificity)
+                {
+                    if (PolicyPatterns.Matches(entry.Name, name))
+                    {
+                        return _entryNames[entry];
+                    }
+                }
+
+                return "Default";
+            }
+
+            private static string HiddenRoute(int index) => "Hidden" + index.ToString(CultureInfo.InvariantCulture);
+
+            public string Write(bool emitEntryPoint)
+            {
+                // The body first: it registers the static fields (paths, globs, regexes) it uses.
+                var body = new SourceWriter();
+                body.Indent();
+                body.Indent();
+                WriteMembers(body);
+
+                var w = new SourceWriter();
+                w.Line("// <auto-generated/>");
+                w.Line("#nullable enable");
+                w.Line();
+                w.Open("namespace " + GeneratedNamespace);
+                foreach (string alias in Aliases)
+                {
+                    w.Line("using " + alias + ";");
+                }
+
+                w.Line();
+                WriteClassDoc(w);
+                w.Line("[global::System.CodeDom.Compiler.GeneratedCode(\"PolicyCompiler.Generators\", \"1.0.0.0\")]");
+                w.Open("public sealed class " + ClassName + " : " + Runtime + "IPolicyEvaluator");
+                w.Line("private readonly global::System.TimeProvider _time;");
+                w.Line("private readonly " + Runtime + "ICounterStore _counters;");
+                w.Line("private readonly global::System.TimeSpan _regexTimeout;");
+                for (int i = 0; i < _regexPatterns.Count; i++)
+                {
+                    w.Line("private global::System.Text.RegularExpressions.Regex? _regex" + i.ToString(CultureInfo.InvariantCulture) + ";");
+                }
+
+                foreach (string field in _staticFields)
+                {
+                    w.Line(field);
+                }
+
+                w.Line();
+                w.Line("/// <summary>Creates the evaluator with its clock, counter store and regex timeout.</summary>");
+                w.Open("public " + ClassName + "(" + Runtime + "PolicyEvaluatorOptions? options = null)");
+                w.Line("options ??= new " + Runtime + "PolicyEvaluatorOptions();");
+                w.Line("_time = options.Time;");
+                w.Line("_counters = options.Counters;");
+                w.Line("_regexTimeout = options.RegexTimeout;");
+                w.Close();
+                w.Line();
+                w.Line("/// <summary>The compiled policy: name, SHA-256, mode and source text.</summary>");
+                w.Line("public static " + Runtime + "PolicyInfo Info { get; } = new " + Runtime + "PolicyInfo(");
+                w.Indent();
+                w.Line(Literal(_policy.Name) + ",");
+                w.Line(Literal(_policy.Sha256) + ",");
+                w.Line(Language + "PolicyMode." + _policy.Mode + ",");
+                w.Line(Literal(_policy.SourceText) + ");");
+                w.Outdent();
+                w.Line();
+                w.Line("/// <inheritdoc/>");
+                w.Line("public " + Runtime + "PolicyInfo Policy => Info;");
+                w.Line();
+                w.Append(body.ToString());
+                w.Close();
+                if (emitEntryPoint)
+                {
+                    w.Line();
+                    w.Line("/// <summary>The entry point the gateway host calls: the policy this build compiled.</summary>");
+                    w.Line("[global::System.CodeDom.Compiler.GeneratedCode(\"PolicyCompiler.Generators\", \"1.0.0.0\")]");
+                    w.Open("public static class CompiledPolicy");
+                    w.Line("/// <summary>Creates the compiled evaluator.</summary>");
+                    w.Line("public static " + Runtime + "IPolicyEvaluator Create(" + Runtime + "PolicyEvaluatorOptions? options = null) => new " + ClassName + "(options);");
+                    w.Line();
+                    w.Line("/// <summary>What the compiled evaluator enforces.</summary>");
+                    w.Line("public static " + Runtime + "PolicyInfo Info => " + ClassName + ".Info;");
+                    w.Close();
+                }
+
+                w.Close();
+                return w.ToString();
+            }
+
+            private void WriteClassDoc(SourceWriter w)
+            {
+                w.Line("/// <summary>");
+                w.Line("/// Compiled from policy " + Xml(Text(_policy.Name)) + " (sha256 " + _policy.Sha256 + ", mode " + _policy.Mode.ToString().ToLowerInvariant() + ").");
+                if (_policy.Description is not null)
+                {
+                    w.Line("/// " + Xml(Text(_policy.Description)));
+                }
+
+                w.Line("/// <list type=\"bullet\">");
+                for (int i = 0; i < _policy.Hide.Count; i++)
+                {
+                    w.Line("/// <item>Hidden (denied, not listed): tools matching " + Xml(Text(_policy.Hide[i].Pattern)) + ".</item>");
+                }
+
+                foreach (ToolEntry entry in _entries)
+                {
+                    w.Line("/// <item>" + Xml(Summary(entry)) + "</item>");
+                }
+
+                w.Line("/// <item>Any other tool: " + (_policy.Default == DefaultAction.Allow ? "allowed" : "denied (" + Xml(Text(_policy.DefaultReason)) + ")") + ".</item>");
+                w.Line("/// </list>");
+                w.Line("/// </summary>");
+            }
+
+            private static string Summary(ToolEntry entry)
+            {
+                var summary = new StringBuilder(entry.IsPattern ? "Tools matching " : "Tool ").Append(Text(entry.Name)).Append(": ");
+                if (entry.Hidden)
+                {
+                    return summary.Append("hidden (denied, not listed).").ToString();
+                }
+
+                summary.Append(entry.Action switch
+                {
+                    ToolAction.Deny => "denied",
+                    ToolAction.Approve => "need approval",
+                    _ => "allowed",
+                });
+                if (entry.Rules.Count > 0)
+                {
+                    summary.Append(", ").Append(entry.Rules.Count).Append(entry.Rules.Count == 1 ? " rule" : " rules");
+                }
+
+                foreach (PolicyLimit limit in entry.Limits)
+                {
+                    summary.Append(", ").Append(LimitWords(limit));
+                }
+
+                return summary.Append('.').ToString();
+            }
+
+            private static string LimitWords(PolicyLimit limit) =>
+                "at most " + limit.Max.ToString("R", CultureInfo.InvariantCulture) + " per "
+                + limit.Window.Seconds.ToString(CultureInfo.InvariantCulture) + " s"
+                + (limit.Window.Alignment == WindowAlignment.Calendar ? " (calendar)" : string.Empty)
+                + " per " + limit.Scope.ToString().ToLowerInvariant()
+                + (limit.Key is null ? string.Empty : " and " + Text(limit.Key.Text))
+                + " on counter " + Text(limit.Counter);
+
+            private void WriteMembers(SourceWriter w)
+            {
+                List<(string Name, string Route)> literals = new(LiteralRoutes());
+                List<(string Check, string Route, string Comment)> fallthrough = FallthroughRoutes(out bool defaultReachable);
+
+                // Routes: which block decides a tool name.
+                w.Line("/// <summary>The block that decides a tool (spec steps 1-2, resolved at build time where the name is known).</summary>");
+                w.Open("private enum Route : byte");
+                w.Line("Default,");
+                for (int i = 0; i < _policy.Hide.Count; i++)
+                {
+                    w.Line(HiddenRoute(i) + ",");
+                }
+
+                foreach (ToolEntry entry in _entries)
+                {
+                    w.Line(_entryNames[entry] + ",");
+                }
+
+                w.Close();
+                w.Line();
+
+                w.Line("/// <summary>Selects the block for a tool name: exact names by length and bytes, then hide patterns, then pattern entries, most specific first.</summary>");
+                w.Open("private static Route Select(global::System.ReadOnlySpan<byte> name)");
+                if (literals.Count > 0)
+                {
+                    w.Open("switch (name.Length)");
+                    int i = 0;
+                    while (i < literals.Count)
+                    {
+                        int length = Encoding.UTF8.GetByteCount(literals[i].Name);
+                        w.Line("case " + length.ToString(CultureInfo.InvariantCulture) + ":");
+                        w.Indent();
+                        for (; i < literals.Count && Encoding.UTF8.GetByteCount(literals[i].Name) == length; i++)
+                        {
+                            w.Line("if (" + Memory + "SequenceEqual(name, " + Utf8(literals[i].Name) + ")) return Route." + literals[i].Route + ";");
+                        }
+
+                        w.Line("break;");
+                        w.Outdent();
+                    }
+
+                    w.Close();
+                    w.Line();
+                }
+
+                foreach ((string check, string route, string comment) in fallthrough)
+                {
+                    w.Line("// " + comment);
+                    w.Line(check == "true" ? "return Route." + route + ";" : "if (" + check + ") return Route." + route + ";");
+                }
+
+                if (defaultReachable)
+                {
+                    w.Line("return Route.Default;");
+                }
+
+                w.Close();
+                w.Line();
+
+                // Evaluate.
+                w.Line("/// <inheritdoc/>");
+                w.Open("public " + DecisionType + " Evaluate(in " + Runtime + "ToolCall call)");
+                w.Open("switch (Select(call.NameUtf8))");
+                for (int i = 0; i < _policy.Hide.Count; i++)
+                {
+                    w.Line("case Route." + HiddenRoute(i) + ": return " + DecisionType + ".Deny(" + Literal(_policy.Hide[i].Pointer) + ", " + Literal(HiddenReason) + ");");
+                }
+
+                foreach (ToolEntry entry in _entries)
+                {
+                    w.Line("case Route." + _entryNames[entry] + ": return Evaluate" + _entryNames[entry] + "(in call);");
+                }
+
+                w.Line("default: return " + DefaultDecision() + ";");
+                w.Close();
+                w.Close();
+                w.Line();
+
+                // ReserveLimits: the limits of an approved call.
+                w.Line("/// <inheritdoc/>");
+                w.Open("public " + DecisionType + " ReserveLimits(in " + Runtime + "ToolCall call)");
+                w.Open("switch (Select(call.NameUtf8))");
+                for (int i = 0; i < _policy.Hide.Count; i++)
+                {
+                    w.Line("case Route." + HiddenRoute(i) + ": return " + DecisionType + ".Deny(" + Literal(_policy.Hide[i].Pointer) + ", " + Literal(HiddenReason) + ");");
+                }
+
+                foreach (ToolEntry entry in _entries)
+                {
+                    string decision = entry.Hidden
+                        ? DecisionType + ".Deny(" + Literal(entry.Pointer + "/hide") + ", " + Literal(HiddenReason) + ")"
+                        : Allow(entry, Literal(entry.Pointer));
+                    w.Line("case Route." + _entryNames[entry] + ": return " + decision + ";");
+                }
+
+                w.Line("default: return " + DefaultDecision() + ";");
+                w.Close();
+                w.Close();
+                w.Line();
+
+                // IsListed.
+                w.Line("/// <inheritdoc/>");
+                w.Open("public bool IsListed(global::System.ReadOnlySpan<byte> toolNameUtf8)");
+                w.Open("switch (Select(toolNameUtf8))");
+                for (int i = 0; i < _policy.Hide.Count; i++)
+                {
+                    w.Line("case Route." + HiddenRoute(i) + ": return false;");
+                }
+
+                foreach (ToolEntry entry in _entries)
+                {
+                    w.Line("case Route." + _entryNames[entry] + ": return " + Bool(IsListed(entry)) + ";");
+                }
+
+                w.Line("default: return " + Bool(_policy.Default == DefaultAction.Allow) + ";");
+                w.Close();
+                w.Close();
+
+                // One block per entry.
+                foreach (ToolEntry entry in _entries)
+                {
+                    w.Line();
+                    WriteEntry(w, entry);
+                }
+
+                if (_maxLimits > 0)
+                {
+                    w.Line();
+                    w.Line("/// <summary>Room for the counter requests of one call, on the stack.</summary>");
+                    w.Line("[global::System.Runtime.CompilerServices.InlineArray(" + _maxLimits.ToString(CultureInfo.InvariantCulture) + ")]");
+                    w.Open("private struct CounterRequestBuffer");
+                    w.Line("private " + Runtime + "CounterRequest _element0;");
+                    w.Close();
+                }
+            }
+
+            private string DefaultDecision() => _policy.Default == DefaultAction.Allow
+                ? DecisionType + ".Allow(\"/default\")"
+                : DecisionType + ".Deny(\"/default\", " + Literal(_policy.DefaultReason) + ")";
+
+            /// <summary>Whether a tool selecting <paramref name="entry"/> is listed: not hidden, and not denied whatever the arguments.</summary>
+            private bool IsListed(ToolEntry entry)
+            {
+                if (entry.Hidden)
+                {
+                    return false;
+                }
+
+                if (entry.Action != ToolAction.Deny)
+                {
+                    return true;
+                }
+
+                foreach ((PolicyRule rule, _) in Layer(entry))
+                {
+                    if (rule.Action != ToolAction.Deny)
+                    {
+                        return true;
+                    }
+                }
+
+                return false;
+            }
+
+            /// <summary>The rules that apply to a tool selecting <paramref name="entry"/>: the `*` layer's, then its own.</summary>
+            private List<(PolicyRule Rule, ToolEntry Owner)> Layer(ToolEntry entry)
+            {
+                var rules = new List<(PolicyRule, ToolEntry)>();
+                if (_star is not null && !ReferenceEquals(_star, entry))
+                {
+                    foreach (PolicyRule rule in _star.Rules)
+                    {
+                        rules.Add((rule, _star));
+                    }
+                }
+
+                foreach (PolicyRule rule in entry.Rules)
+                {
+                    rules.Add((rule, entry));
+                }
+
+                return rules;
+            }
+
+            private List<(PolicyLimit Limit, ToolEntry Owner)> Limits(ToolEntry entry)
+            {
+                var limits = new List<(PolicyLimit, ToolEntry)>();
+                if (_star is not null && !ReferenceEquals(_star, entry))
+                {
+                    foreach (PolicyLimit limit in _star.Limits)
+                    {
+                        limits.Add((limit, _star));
+                    }
+                }
+
+                foreach (PolicyLimit limit in entry.Limits)
+                {
+                    limits.Add((limit, entry));
+                }
+
+                return limits;
+            }
+
+            /// <summary>The checks after the length switch, in spec order, stopping at the first that always holds.</summary>
+            private List<(string Check, string Route, string Comment)> FallthroughRoutes(out bool defaultReachable)
+            {
+                var checks = new List<(string, string, string)>();
+                for (int i = 0; i < _policy.Hide.Count; i++)
+                {
+                    string pattern = _policy.Hide[i].Pattern;
+                    if (!PolicyPatterns.IsPattern(pattern))
+                    {
+                        continue; // resolved in the switch
+                    }
+
+                    string check = ByteCheck(pattern);
+                    checks.Add((check, HiddenRoute(i), "Hidden by " + Text(_policy.Hide[i].Pointer) + ": " + Text(pattern)));
+                    if (check == "true")
+                    {
+                        defaultReachable = false;
+                        return checks;
+                    }
+                }
+
+                foreach (ToolEntry entry in _patternsBySpecificity)
+                {
+                    string check = ByteCheck(entry.Name);
+                    checks.Add((check, _entryNames[entry], "Pattern entry " + Text(entry.Name)));
+                    if (check == "true")
+                    {
+                        defaultReachable = false;
+                        return checks;
+                    }
+                }
+
+                defaultReachable = true;
+                return checks;
+            }
+
+            /// <summary>A glob on the UTF-8 name as byte checks: prefix, suffix and contains inline, other shapes through a static GlobPattern.</summary>
+            private string ByteCheck(string pattern)
+            {
+                if (pattern.IndexOf('?') < 0)
+                {
+                    string[] parts = pattern.Split('*');
+                    bool onlyStars = true;
+                    foreach (string part in parts)
+                    {
+                        onlyStars &= part.Length == 0;
+                    }
+
+                    if (onlyStars)
+                    {
+                        return "true";
+                    }
+
+                    if (parts.Length == 2)
+                    {
+                        string prefix = parts[0], suffix = parts[1];
+                        if (suffix.Length == 0)
+                        {
+                            return Memory + "StartsWith(name, " + Utf8(prefix) + ")";
+                        }
+
+                        if (prefix.Length == 0)
+                        {
+                            return Memory + "EndsWith(name, " + Utf8(suffix) + ")";
+                        }
+
+                        // Both ends must fit without overlapping ("a*a" does not match "a").
+                        int minimum = Encoding.UTF8.GetByteCount(prefix) + Encoding.UTF8.GetByteCount(suffix);
+                        return "name.Length >= " + minimum.ToString(CultureInfo.InvariantCulture)
+                            + " && " + Memory + "StartsWith(name, " + Utf8(prefix) + ")"
+                            + " && " + Memory + "EndsWith(name, " + Utf8(suffix) + ")";
+                    }
+
+                    if (parts.Length == 3 && parts[0].Length == 0 && parts[2].Length == 0)
+                    {
+                        return Memory + "IndexOf(name, " + Utf8(parts[1]) + ") >= 0";
+                    }
+                }
+
+                return GlobField(pattern) + ".IsMatch(name)";
+            }
+
+            private string GlobField(string pattern)
+            {
+                if (!_globFields.TryGetValue(pattern, out string? field))
+                {
+                    field = "s_glob" + _globFields.Count.ToString(CultureInfo.InvariantCulture);
+                    _globFields.Add(pattern, field);
+                    _staticFields.Add("private static readonly " + Runtime + "GlobPattern " + field + " = new " + Runtime + "GlobPattern(" + Literal(pattern) + ");");
+                }
+
+                return field;
+            }
+
+            private string PathField(ValuePath path)
+            {
+                var key = new StringBuilder();
+                foreach (PathSegment segment in path.Segments)
+                {
+                    key.Append(segment.Property is null ? "[" + segment.Index.ToString(CultureInfo.InvariantCulture) + "]" : "." + Literal(segment.Property));
+                }
+
+                string identity = key.ToString();
+                if (!_pathFields.TryGetValue(identity, out string? field))
+                {
+                    field = "s_path" + _pathFields.Count.ToString(CultureInfo.InvariantCulture);
+                    _pathFields.Add(identity, field);
+                    var steps = new StringBuilder();
+                    foreach (PathSegment segment in path.Segments)
+                    {
+                        steps.Append(steps.Length == 0 ? string.Empty : ", ");
+                        steps.Append(segment.Property is null
+                            ? "new " + Runtime + "PathStep(null, " + segment.Index.ToString(CultureInfo.InvariantCulture) + ")"
+                            : "new " + Runtime + "PathStep(" + Utf8(segment.Property) + ".ToArray(), -1)");
+                    }
+
+                    _staticFields.Add("private static readonly " + Runtime + "ArgumentPath " + field + " = new " + Runtime + "ArgumentPath("
+                        + Literal(path.Text) + ", new " + Runtime + "PathStep[] { " + steps + " });");
+                }
+
+                return field;
+            }
+
+            private string RegexProperty(string pattern)
+            {
+                int index = _regexPatterns.IndexOf(pattern);
+                if (index < 0)
+                {
+                    index = _regexPatterns.Count;
+                    _regexPatterns.Add(pattern);
+                }
+
+                string n = index.ToString(CultureInfo.InvariantCulture);
+                return "(_regex" + n + " ??= " + Ops + "CreateRegex(" + Literal(pattern) + ", _regexTimeout))";
+            }
+
+            private string Value(ValuePath path) => path.Source switch
+            {
+                ValueSource.Grant => Runtime + "PolicyValue.FromString(call.Grant)",
+                ValueSource.Session => Runtime + "PolicyValue.FromString(call.Session)",
+                ValueSource.Tool => Runtime + "PolicyValue.FromUtf8String(call.NameUtf8)",
+                _ => Runtime + "ArgumentLookup.Find(call.ArgumentsJson, " + PathField(path) + ")",
+            };
+
+            /// <summary>A condition as a C# expression of type Truth (Kleene logic through PolicyOps).</summary>
+            private string Condition(Condition condition)
+            {
+                switch (condition)
+                {
+                    case AllCondition all:
+                        return Fold(all.Conditions, "And", "True");
+                    case AnyCondition any:
+                        return Fold(any.Conditions, "Or", "False");
+                    case NotCondition not:
+                        return Ops + "Not(" + Condition(not.Condition) + ")";
+                    case TestCondition test:
+                        return Test(test);
+                    default:
+                        throw new InvalidOperationException("unknown condition " + condition.GetType().Name);
+                }
+            }
+
+            private string Fold(EquatableArray<Condition> conditions, string op, string empty)
+            {
+                if (conditions.Count == 0)
+                {
+                    return Runtime + "Truth." + empty;
+                }
+
+                string expression = Condition(conditions[0]);
+                for (int i = 1; i < conditions.Count; i++)
+                {
+                    expression = Ops + op + "(" + expression + ", " + Condition(conditions[i]) + ")";
+                }
+
+                return expression;
+            }
+
+            private string Test(TestCondition test)
+            {
+                string value = Value(test.Path);
+                JsonConstant operand = test.Operand;
+                switch (test.Operator)
+                {
+                    case ConditionOperator.Eq:
+                        return Scalar("Eq", value, operand);
+                    case ConditionOperator.Neq:
+                        return Scalar("Neq", value, operand);
+                    case ConditionOperator.Contains:
+                        return Scalar("Contains", value, operand);
+                    case ConditionOperator.In:
+                    case ConditionOperator.NotIn:
+                        return Membership(test.Operator == ConditionOperator.In, value, operand);
+                    case ConditionOperator.Lt:
+                        return Ops + "Lt(" + value + ", " + Number(operand.Number) + ")";
+                    case ConditionOperator.Lte:
+                        return Ops + "Lte(" + value + ", " + Number(operand.Number) + ")";
+                    case ConditionOperator.Gt:
+                        return Ops + "Gt(" + value + ", " + Number(operand.Number) + ")";
+                    case ConditionOperator.Gte:
+                        return Ops + "Gte(" + value + ", " + Number(operand.Number) + ")";
+                    case ConditionOperator.Prefix:
+                        return Ops + "Prefix(" + value + ", " + Utf8(operand.String ?? string.Empty) + ")";
+                    case ConditionOperator.Suffix:
+                        return Ops + "Suffix(" + value + ", " + Utf8(operand.String ?? string.Empty) + ")";
+                    case ConditionOperator.Regex:
+                        return Ops + "Regex(" + value + ", " + RegexProperty(operand.String ?? string.Empty) + ")";
+                    case ConditionOperator.Glob:
+                        return Ops + "Glob(" + value + ", " + GlobField(operand.String ?? string.Empty) + ")";
+                    case ConditionOperator.Exists:
+                        return Ops + "Exists(" + value + ", " + Bool(operand.Boolean) + ")";
+                    default:
+                        throw new InvalidOperationException("unknown operator " + test.Operator);
+                }
+            }
+
+            private static string Scalar(string op, string value, JsonConstant operand) => operand.Kind switch
+            {
+                ConstantKind.String => Ops + op + "(" + value + ", " + Utf8(operand.String ?? string.Empty) + ")",
+                ConstantKind.Number => Ops + op + "(" + value + ", " + Number(operand.Number) + ")",
+                ConstantKind.Boolean => Ops + op + "(" + value + ", " + Bool(operand.Boolean) + ")",
+                ConstantKind.Null => Ops + op + "Null(" + value + ")",
+                _ => throw new InvalidOperationException(op + " takes a scalar operand"),
+            };
+
+            /// <summary><c>in</c> is the Kleene OR of <c>eq</c> over the list, <c>not_in</c> the AND of <c>neq</c>.</summary>
+            private static string Membership(bool isIn, string value, JsonConstant operand)
+            {
+                if (operand.Items.Count == 0)
+                {
+                    // Nothing to compare: missing → False, ambiguous → Unknown, present → False for
+                    // in, True for not_in. Exists(true) ∧ Exists(false) is exactly the former.
+                    return isIn
+                        ? Ops + "And(" + Ops + "Exists(" + value + ", true), " + Ops + "Exists(" + value + ", false))"
+                        : Ops + "Exists(" + value + ", true)";
+                }
+
+                string expression = Scalar(isIn ? "Eq" : "Neq", value, operand.Items[0]);
+                for (int i = 1; i < operand.Items.Count; i++)
+                {
+                    expression = Ops + (isIn ? "Or" : "And") + "(" + expression + ", " + Scalar(isIn ? "Eq" : "Neq", value, operand.Items[i]) + ")";
+                }
+
+                return expression;
+            }
+
+            private string Allow(ToolEntry entry, string ruleExpression) =>
+                Limits(entry).Count == 0
+                    ? DecisionType + ".Allow(" + ruleExpression + ")"
+                    : "Reserve" + _entryNames[entry] + "(in call, " + ruleExpression + ")";
+
+            private void WriteEntry(SourceWriter w, ToolEntry entry)
+            {
+                string name = _entryNames[entry];
+                List<(PolicyRule Rule, ToolEntry Owner)> rules = Layer(entry);
+                List<(PolicyLimit Limit, ToolEntry Owner)> limits = Limits(entry);
+
+                // What the block enforces, in words.
+                w.Line("// " + (entry.IsPattern ? "Tools matching " : "Tool ") + Text(entry.Name) + " (" + Text(entry.Pointer) + ")"
+                    + (entry.Hidden ? ": hidden, so denied whatever the call." : ":"));
+                if (!entry.Hidden)
+                {
+                    foreach ((PolicyRule rule, _) in rules)
+                    {
+                        w.Line("//   " + ActionWord(rule.Action) + (rule.When is null ? " always" : " when " + Words(rule.When))
+                            + (rule.Reason is null ? string.Empty : " (" + Text(rule.Reason) + ")") + " [" + Text(rule.Pointer) + "]");
+                    }
+
+                    w.Line("//   " + (rules.Count > 0 ? "otherwise " : string.Empty) + ActionWord(entry.Action)
+                        + (entry.Reason is null ? string.Empty : " (" + Text(entry.Reason) + ")"));
+                    foreach ((PolicyLimit limit, _) in limits)
+                    {
+                        w.Line("//   when allowed: " + LimitWords(limit) + " [" + Text(limit.Pointer) + "]");
+                    }
+                }
+
+                w.Open("private " + DecisionType + " Evaluate" + name + "(in " + Runtime + "ToolCall call)");
+                if (entry.Hidden)
+                {
+                    w.Line("return " + DecisionType + ".Deny(" + Literal(entry.Pointer + "/hide") + ", " + Literal(HiddenReason) + ");");
+                    w.Close();
+                    return;
+                }
+
+                bool reachable = true;
+                foreach ((PolicyRule rule, ToolEntry owner) in rules)
+                {
+                    string decision = rule.Action switch
+                    {
+                        ToolAction.Deny => DecisionType + ".Deny(" + Literal(rule.Pointer) + ", " + Literal(rule.Reason ?? owner.Reason ?? PolicyText.DenyReason(owner.Name)) + ")",
+                        ToolAction.Approve => DecisionType + ".ApprovalRequired(" + Literal(rule.Pointer) + ", " + Literal(rule.Reason ?? owner.Reason ?? PolicyText.ApproveReason(owner.Name)) + ")",
+                        _ => Allow(entry, Literal(rule.Pointer)),
+                    };
+
+                    if (rule.When is null)
+                    {
+                        w.Line("return " + decision + ";");
+                        reachable = false;
+                        break;
+                    }
+
+                    w.Line("if (" + Ops + "Fires(" + Condition(rule.When) + ", " + Language + "ToolAction." + rule.Action + ")) return " + decision + ";");
+                }
+
+                if (reachable)
+                {
+                    string pointer = Literal(entry.ActionIsExplicit ? entry.Pointer + "/action" : entry.Pointer);
+                    w.Line("return " + entry.Action switch
+                    {
+                        ToolAction.Deny => DecisionType + ".Deny(" + pointer + ", " + Literal(entry.Reason ?? PolicyText.DenyReason(entry.Name)) + ")",
+                        ToolAction.Approve => DecisionType + ".ApprovalRequired(" + pointer + ", " + Literal(entry.Reason ?? PolicyText.ApproveReason(entry.Name)) + ")",
+                        _ => Allow(entry, pointer),
+                    } + ";");
+                }
+
+                w.Close();
+
+                if (limits.Count > 0)
+                {
+                    _maxLimits = Math.Max(_maxLimits, limits.Count);
+                    w.Line();
+                    WriteReserve(w, name, limits);
+                }
+            }
+
+            private void WriteReserve(SourceWriter w, string name, List<(PolicyLimit Limit, ToolEntry Owner)> limits)
+            {
+                w.Line("/// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>");
+                w.Open("private " + DecisionType + " Reserve" + name + "(in " + Runtime + "ToolCall call, string rule)");
+                w.Line("CounterRequestBuffer buffer = default;");
+                w.Line("global::System.Span<" + Runtime + "CounterRequest> requests = buffer;");
+                for (int i = 0; i < limits.Count; i++)
+                {
+                    PolicyLimit limit = limits[i].Limit;
+                    string index = i.ToString(CultureInfo.InvariantCulture);
+                    string scope = limit.Scope switch
+                    {
+                        LimitScope.Session => "call.Session",
+                        LimitScope.Global => "\"\"",
+                        _ => "call.Grant",
+                    };
+                    string key = limit.Key is null ? "null" : "LimitArguments.KeyText(" + Value(limit.Key) + ")";
+                    string amount = Number(limit.Increment);
+                    if (limit.IncrementFrom is not null)
+                    {
+                        w.Line("if (!" + "LimitArguments.TryGetAmount(" + Value(limit.IncrementFrom) + ", out double amount" + index + ")) return "
+                            + DecisionType + ".Deny(" + Literal(limit.Pointer) + ", " + Literal(PolicyText.InvalidIncrementReason(limit)) + ");");
+                        amount = "amount" + index;
+                    }
+
+                    w.Line("requests[" + index + "] = new " + Runtime + "CounterRequest(" + Literal(limit.Counter) + ", "
+                        + limit.Window.Seconds.ToString(CultureInfo.InvariantCulture) + ", " + Language + "WindowAlignment." + limit.Window.Alignment + ", "
+                        + scope + ", " + key + ", " + amount + ", " + Number(limit.Max) + ");");
+                }
+
+                w.Line("if (_counters.TryReserve(requests.Slice(0, " + limits.Count.ToString(CultureInfo.InvariantCulture)
+                    + "), _time.GetUtcNow(), out " + Runtime + "CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))");
+                w.Line("{");
+                w.Indent();
+                w.Line("return " + DecisionType + ".Allow(rule, reservation);");
+                w.Close();
+                w.Line();
+                w.Open("switch (refused)");
+                for (int i = 0; i < limits.Count; i++)
+                {
+                    PolicyLimit limit = limits[i].Limit;
+                    w.Line((i == limits.Count - 1 ? "default" : "case " + i.ToString(CultureInfo.InvariantCulture)) + ": return "
+                        + DecisionType + ".RateLimited(" + Literal(limit.Pointer) + ", " + Literal(limit.Reason) + ", " + Literal(limit.Counter) + ", retryAfter);");
+                }
+
+                w.Close();
+                w.Close();
+            }
+
+            /// <summary>A condition in words, for the block comment.</summary>
+            private static string Words(Condition condition)
+            {
+                switch (condition)
+                {
+                    case AllCondition all:
+                        return Join(all.Conditions, " and ", "always");
+                    case AnyCondition any:
+                        return Join(any.Conditions, " or ", "never");
+                    case NotCondition not:
+                        return "not " + Words(not.Condition);
+                    case TestCondition test:
+                        return Text(test.Path.Text) + " " + test.Operator.ToString().ToLowerInvariant() + " " + Constant(test.Operand);
+                    default:
+                        return "?";
+                }
+            }
+
+            private static string Join(EquatableArray<Condition> conditions, string separator, string empty)
+            {
+                if (conditions.Count == 0)
+                {
+                    return empty;
+                }
+
+                var words = new StringBuilder(conditions.Count > 1 ? "(" : string.Empty);
+                for (int i = 0; i < conditions.Count; i++)
+                {
+                    words.Append(i == 0 ? string.Empty : separator).Append(Words(conditions[i]));
+                }
+
+                return words.Append(conditions.Count > 1 ? ")" : string.Empty).ToString();
+            }
+
+            private static string Constant(JsonConstant constant)
+            {
+                switch (constant.Kind)
+                {
+                    case ConstantKind.String:
+                        return Text(constant.String ?? string.Empty);
+                    case ConstantKind.Number:
+                        return constant.Number.ToString("R", CultureInfo.InvariantCulture);
+                    case ConstantKind.Boolean:
+                        return Bool(constant.Boolean);
+                    case ConstantKind.Null:
+                        return "null";
+                    default:
+                        var items = new StringBuilder("[");
+                        for (int i = 0; i < constant.Items.Count; i++)
+                        {
+                            items.Append(i == 0 ? string.Empty : ", ").Append(Constant(constant.Items[i]));
+                        }
+
+                        return items.Append(']').ToString();
+                }
+            }
+        }
+    }
+}

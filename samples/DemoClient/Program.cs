@@ -1,0 +1,52 @@
+// Usage: DemoClient SCENARIO.json GATEWAY [GATEWAY-ARGS...]
+// Starts GATEWAY (with its arguments, e.g. `stdio --grant demo -- dotnet EksLikeServer.dll`) as an
+// MCP server, lists its tools, then plays the scenario: a JSON array of
+// { "tool": NAME, "arguments": {...}, "repeat": N?, "note": "..." } and prints each decision.
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ModelContextProtocol.Client;
+using ModelContextProtocol.Protocol;
+
+if (args.Length < 2)
+{
+    Console.Error.WriteLine("usage: DemoClient SCENARIO.json GATEWAY [GATEWAY-ARGS...]");
+    return 2;
+}
+
+var scenario = JsonNode.Parse(File.ReadAllText(args[0]))!.AsArray();
+await using var client = await McpClient.CreateAsync(new StdioClientTransport(new StdioClientTransportOptions
+{
+    Name = "gateway",
+    Command = args[1],
+    Arguments = args[2..],
+}));
+
+var tools = await client.ListToolsAsync();
+Console.WriteLine($"tools/list through the gateway: {tools.Count} tools visible");
+Console.WriteLine("  " + string.Join(", ", tools.Select(t => t.Name).Order(StringComparer.Ordinal)));
+Console.WriteLine();
+
+int allowed = 0, blocked = 0;
+foreach (var step in scenario)
+{
+    var tool = (string)step!["tool"]!;
+    var arguments = step["arguments"]?.Deserialize<Dictionary<string, object?>>() ?? [];
+    int repeat = (int?)step["repeat"] ?? 1;
+    if (step["note"] is { } note) Console.WriteLine($"# {note}");
+    for (int i = 1; i <= repeat; i++)
+    {
+        var result = await client.CallToolAsync(tool, arguments);
+        var text = string.Concat(result.Content.OfType<TextContentBlock>().Select(t => t.Text));
+        var decision = result.Meta?["policycompiler/decision"];
+        string verdict = decision is null ? "forwarded" : (string?)decision["decision"] ?? "?";
+        if (decision is null) allowed++; else blocked++;
+        string counter = repeat > 1 ? $" #{i}" : "";
+        Console.WriteLine($"  {tool}{counter} {JsonSerializer.Serialize(arguments)} → {verdict}: {Shorten(text)}");
+    }
+    Console.WriteLine();
+}
+
+Console.WriteLine($"{allowed} calls reached the server, {blocked} were stopped by the gateway.");
+return 0;
+
+static string Shorten(string text) => text.Length <= 160 ? text : text[..157] + "...";

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every test: installs the pinned npm MCP servers the end-to-end tests use (npm ci, from
+# tests/servers-npm/package-lock.json), then the whole .NET test suite in Release.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -d tests/servers-npm/node_modules ] || [ tests/servers-npm/package-lock.json -nt tests/servers-npm/node_modules ]; then
+  (cd tests/servers-npm && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+dotnet test PolicyCompiler.sln -c Release --logger "console;verbosity=normal" "$@"

@@ -1,0 +1,66 @@
+using System.Text;
+
+namespace PolicyCompiler.Policy.Runtime;
+
+/// <summary>
+/// The values a limit takes from a call's arguments (docs/policy-language.md, "Limits"): the
+/// <c>key</c> a counter is kept per, and the <c>increment_from</c> amount. Shared by the interpreter
+/// and the compiled evaluators (generated code calls these), so both charge the same counters.
+/// </summary>
+public static class LimitArguments
+{
+    /// <summary>
+    /// The text of a key value: a string decoded (its raw escaped text when it cannot be decoded),
+    /// any other JSON value as written. A missing key, and a key behind a duplicated property
+    /// (ambiguous), count under the empty key.
+    /// </summary>
+    public static string KeyText(in PolicyValue value)
+    {
+        switch (value.Kind)
+        {
+            case PolicyValueKind.Missing:
+            case PolicyValueKind.Ambiguous:
+                return string.Empty;
+            case PolicyValueKind.String:
+                if (value.Text is { } text)
+                {
+                    return text;
+                }
+
+                Span<byte> scratch = stackalloc byte[JsonText.StackBytes];
+                byte[]? rented = null;
+                try
+                {
+                    return JsonText.TryGetUtf8(value, scratch, ref rented, out ReadOnlySpan<byte> utf8)
+                        ? Encoding.UTF8.GetString(utf8)
+                        : Encoding.UTF8.GetString(value.Raw);
+                }
+                finally
+                {
+                    if (rented is not null)
+                    {
+                        System.Buffers.ArrayPool<byte>.Shared.Return(rented);
+                    }
+                }
+
+            default:
+                return Encoding.UTF8.GetString(value.Raw);
+        }
+    }
+
+    /// <summary>
+    /// The amount of an <c>increment_from</c> limit: true with the value when it is a finite,
+    /// non-negative JSON number; false otherwise (missing, ambiguous, another kind, negative),
+    /// and the call is then denied (fail closed).
+    /// </summary>
+    public static bool TryGetAmount(in PolicyValue value, out double amount)
+    {
+        if (value.Kind == PolicyValueKind.Number && JsonText.TryGetNumber(value, out amount) && amount >= 0 && !double.IsInfinity(amount))
+        {
+            return true;
+        }
+
+        amount = 0;
+        return false;
+    }
+}

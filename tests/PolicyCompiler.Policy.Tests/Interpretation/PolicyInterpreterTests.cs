@@ -1,0 +1,391 @@
+using PolicyCompiler.Policy.Language;
+using PolicyCompiler.Policy.Runtime;
+using static PolicyCompiler.Policy.Runtime.DecisionKind;
+using static PolicyCompiler.Policy.Tests.Interpretation.InterpreterHarness;
+
+namespace PolicyCompiler.Policy.Tests.Interpretation;
+
+public class PolicyInterpreterTests
+{
+    private const string Seed = """
+        { "version": "1", "default": "deny",
+          "tools": { "CreateCodeConnection": { "limits": [
+            { "counter": "createcodeconnection_rate", "window": "minute", "max": 30, "scope": "grant" } ] } } }
+        """;
+
+    [Fact]
+    public void Seed_allows_30_a_minute_per_grant_and_denies_everything_else()
+    {
+        var h = new InterpreterHarness(Seed, singleQuotes: false);
+        for (int i = 0; i < 30; i++)
+        {
+            AssertDecision(h.Call("CreateCodeConnection"), Allow, "/tools/CreateCodeConnection");
+            h.Clock.Advance(TimeSpan.FromSeconds(1));
+        }
+        var limited = h.Call("CreateCodeConnection");
+        AssertDecision(limited, RateLimited, "/tools/CreateCodeConnection/limits/0");
+        Assert.Equal("createcodeconnection_rate", limited.Counter);
+        Assert.Equal(TimeSpan.FromSeconds(30), limited.RetryAfter);
+        Assert.False(string.IsNullOrEmpty(limited.Reason));
+        AssertDecision(h.Call("CreateCodeConnection", grant: "other"), Allow, "/tools/CreateCodeConnection");
+
+        var denied = h.Call("DeleteCluster");
+        AssertDecision(denied, Deny, "/default");
+        Assert.Equal(PolicyText.DefaultDenyReason, denied.Reason);
+
+        h.Clock.Advance(TimeSpan.FromSeconds(30));
+        AssertDecision(h.Call("CreateCodeConnection"), Allow, "/tools/CreateCodeConnection");
+    }
+
+    [Fact]
+    public void Hidden_tools_are_denied_with_the_hide_pointer()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'default': 'allow', 'hide': ['Internal', '*Secret*'],
+              'tools': { 'GetSecretValue': { }, 'Debug': { 'hide': true } } }
+            """);
+        var hidden = h.Call("GetSecretValue");
+        AssertDecision(hidden, Deny, "/hide/1");
+        Assert.Equal(PolicyText.HiddenReason, hidden.Reason);
+        AssertDecision(h.Call("Internal"), Deny, "/hide/0");
+        AssertDecision(h.Call("Debug"), Deny, "/tools/Debug/hide");
+        AssertDecision(h.Call("Other"), Allow, "/default");
+        Assert.False(h.IsListed("GetSecretValue"));
+        Assert.False(h.IsListed("Debug"));
+        Assert.True(h.IsListed("Other"));
+    }
+
+    [Fact]
+    public void Exact_name_beats_pattern_and_more_specific_patterns_win()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1',
+              'tools': {
+                '*': { 'action': 'deny', 'reason': 'star' },
+                'Delete*': { 'action': 'approve' },
+                'DeleteC*': { 'action': 'deny', 'reason': 'clusters' },
+                'Delete?luster': { 'action': 'allow' },
+                'DeleteCluster': { },
+                'Get*': { },
+                '?et*': { 'action': 'deny' } } }
+            """);
+        AssertDecision(h.Call("DeleteCluster"), Allow, "/tools/DeleteCluster");
+        // 'Delete?luster' has 12 literals, 'DeleteC*' 7: more literal characters win.
+        AssertDecision(h.Call("DeleteXluster"), Allow, "/tools/Delete?luster/action");
+        AssertDecision(h.Call("DeleteCapacity"), Deny, "/tools/DeleteC*/action");
+        AssertDecision(h.Call("DeleteNodegroup"), ApprovalRequired, "/tools/Delete*/action");
+        AssertDecision(h.Call("GetPods"), Allow, "/tools/Get*");
+        AssertDecision(h.Call("SetPods"), Deny, "/tools/?et*/action");
+        var star = h.Call("ListThings");
+        AssertDecision(star, Deny, "/tools/*/action");
+        Assert.Equal("star", star.Reason);
+    }
+
+    [Fact]
+    public void Equally_specific_patterns_fall_back_to_fewer_wildcards_then_ordinal_order()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': {
+                'a*c': { 'action': 'deny', 'reason': 'one star' },
+                'a**c': { 'action': 'deny', 'reason': 'two stars' },
+                'x*': { 'action': 'deny', 'reason': 'x' },
+                '*y': { 'action': 'deny', 'reason': 'y' } } }
+            """);
+        Assert.Equal("one star", h.Call("abc").Reason);
+        // '*y' < 'x*' ordinally ('*' is 0x2A).
+        Assert.Equal("y", h.Call("xy").Reason);
+    }
+
+    [Fact]
+    public void The_star_layer_adds_its_rules_first_and_its_limits_to_every_tool()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1',
+              'tools': {
+                '*': {
+                  'rules': [ { 'when': { 'args.namespace': { 'eq': 'kube-system' } }, 'action': 'deny', 'reason': 'kube-system is off limits' } ],
+                  'limits': [ { 'counter': 'all_calls', 'window': 'minute', 'max': 3 } ] },
+                'ListPods': { 'rules': [ { 'action': 'allow' } ] },
+                'GetPod': { } } }
+            """);
+        var denied = h.Call("ListPods", "{'namespace':'kube-system'}");
+        AssertDecision(denied, Deny, "/tools/*/rules/0");
+        Assert.Equal("kube-system is off limits", denied.Reason);
+        AssertDecision(h.Call("ListPods", "{'namespace':'default'}"), Allow, "/tools/ListPods/rules/0");
+        AssertDecision(h.Call("GetPod"), Allow, "/tools/GetPod");
+        AssertDecision(h.Call("Unlisted"), Allow, "/tools/*");
+        var limited = h.Call("GetPod");
+        AssertDecision(limited, RateLimited, "/tools/*/limits/0");
+        Assert.Equal("all_calls", limited.Counter);
+    }
+
+    [Fact]
+    public void First_matching_rule_wins_and_rule_reasons_fall_back_to_the_entry()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': { 'Write': {
+                'reason': 'writes are restricted',
+                'rules': [
+                  { 'when': { 'args.path': { 'prefix': '/etc/' } }, 'action': 'deny' },
+                  { 'when': { 'args.path': { 'prefix': '/data/' } }, 'action': 'allow' },
+                  { 'when': { 'args.path': { 'prefix': '/' } }, 'action': 'approve', 'reason': 'outside /data' } ],
+                'action': 'deny' } } }
+            """);
+        var etc = h.Call("Write", "{'path':'/etc/passwd'}");
+        AssertDecision(etc, Deny, "/tools/Write/rules/0");
+        Assert.Equal("writes are restricted", etc.Reason);
+        AssertDecision(h.Call("Write", "{'path':'/data/x'}"), Allow, "/tools/Write/rules/1");
+        var approval = h.Call("Write", "{'path':'/home/x'}");
+        AssertDecision(approval, ApprovalRequired, "/tools/Write/rules/2");
+        Assert.Equal("outside /data", approval.Reason);
+        AssertDecision(h.Call("Write", "{'path':'relative'}"), Deny, "/tools/Write/action");
+    }
+
+    [Fact]
+    public void Rules_fail_closed_on_values_of_the_wrong_type_and_duplicated_keys()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': { 'Scale': { 'rules': [
+                { 'when': { 'args.replicas': { 'gt': 100 } }, 'action': 'deny', 'reason': 'too many' },
+                { 'when': { 'args.replicas': { 'lte': 10 } }, 'action': 'allow' } ],
+                'action': 'approve' } } }
+            """);
+        AssertDecision(h.Call("Scale", "{'replicas': 1000}"), Deny, "/tools/Scale/rules/0");
+        // A string instead of a number cannot slip past the deny rule...
+        AssertDecision(h.Call("Scale", "{'replicas': '1000'}"), Deny, "/tools/Scale/rules/0");
+        // ...nor a duplicated key, whichever copy the server reads.
+        AssertDecision(h.Call("Scale", "{'replicas': 1, 'replicas': 1000}"), Deny, "/tools/Scale/rules/0");
+        AssertDecision(h.Call("Scale", "{'replicas': 5}"), Allow, "/tools/Scale/rules/1");
+        // Missing: the deny rule does not fire, the allow rule does not either.
+        AssertDecision(h.Call("Scale", "{}"), ApprovalRequired, "/tools/Scale/action");
+        AssertDecision(h.Call("Scale", "{'replicas': 50}"), ApprovalRequired, "/tools/Scale/action");
+    }
+
+    [Fact]
+    public void All_any_not_combine_in_kleene_logic()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': { 'T': { 'rules': [
+                { 'when': { 'all': [ { 'args.a': { 'eq': 1 } }, { 'not': { 'args.b': { 'in': ['x', 'y'] } } } ] }, 'action': 'allow' },
+                { 'when': { 'any': [ { 'args.c': { 'regex': '^ok$' } }, { 'grant': { 'glob': 'admin-*' } } ] }, 'action': 'allow' } ],
+                'action': 'deny' } } }
+            """);
+        AssertDecision(h.Call("T", "{'a':1,'b':'z'}"), Allow, "/tools/T/rules/0");
+        AssertDecision(h.Call("T", "{'a':1,'b':'x'}"), Deny, "/tools/T/action");
+        AssertDecision(h.Call("T", "{'a':1,'b':'x','c':'ok'}"), Allow, "/tools/T/rules/1");
+        AssertDecision(h.Call("T", "{'c':5}", grant: "admin-1"), Allow, "/tools/T/rules/1");
+        // c is a number: regex is Unknown; Unknown OR False is Unknown, so the allow rule does not fire.
+        AssertDecision(h.Call("T", "{'c':5}"), Deny, "/tools/T/action");
+    }
+
+    [Fact]
+    public void Default_allow_decides_unmatched_tools()
+    {
+        var h = new InterpreterHarness("{ 'version': '1', 'default': 'allow' }");
+        AssertDecision(h.Call("Anything"), Allow, "/default");
+        Assert.True(h.IsListed("Anything"));
+    }
+
+    [Fact]
+    public void Approval_reserves_nothing_until_ReserveLimits()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': { 'Deploy': { 'action': 'approve',
+                'limits': [ { 'counter': 'deploys', 'window': 'hour', 'max': 1 } ] } } }
+            """);
+        AssertDecision(h.Call("Deploy"), ApprovalRequired, "/tools/Deploy/action");
+        AssertDecision(h.Call("Deploy"), ApprovalRequired, "/tools/Deploy/action");
+        var reserved = h.Reserve("Deploy");
+        AssertDecision(reserved, Allow, "/tools/Deploy/action");
+        Assert.False(reserved.Reservation.IsEmpty);
+        reserved.Reservation.Commit();
+        AssertDecision(h.Reserve("Deploy"), RateLimited, "/tools/Deploy/limits/0");
+        // A denied call stays denied through ReserveLimits.
+        AssertDecision(h.Reserve("Other"), Deny, "/default");
+    }
+
+    [Fact]
+    public void Every_scope_keeps_its_own_count()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': {
+                'G': { 'limits': [ { 'counter': 'g', 'window': 60, 'max': 1, 'scope': 'grant' } ] },
+                'S': { 'limits': [ { 'counter': 's', 'window': 60, 'max': 1, 'scope': 'session' } ] },
+                'A': { 'limits': [ { 'counter': 'a', 'window': 60, 'max': 1, 'scope': 'global' } ] } } }
+            """);
+        Assert.Equal(Allow, h.Call("G", grant: "x", session: "1").Kind);
+        Assert.Equal(RateLimited, h.Call("G", grant: "x", session: "2").Kind);
+        Assert.Equal(Allow, h.Call("G", grant: "y", session: "1").Kind);
+
+        Assert.Equal(Allow, h.Call("S", grant: "x", session: "1").Kind);
+        Assert.Equal(RateLimited, h.Call("S", grant: "y", session: "1").Kind);
+        Assert.Equal(Allow, h.Call("S", grant: "x", session: "2").Kind);
+
+        Assert.Equal(Allow, h.Call("A", grant: "x", session: "1").Kind);
+        Assert.Equal(RateLimited, h.Call("A", grant: "y", session: "2").Kind);
+    }
+
+    [Fact]
+    public void Keyed_limits_count_per_argument_value()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': { 'Push': { 'limits': [
+                { 'counter': 'pushes', 'window': 'minute', 'max': 1, 'key': 'args.repo' } ] } } }
+            """);
+        Assert.Equal(Allow, h.Call("Push", "{'repo':'a'}").Kind);
+        Assert.Equal(RateLimited, h.Call("Push", "{'repo':'a'}").Kind);
+        // Escapes decode: the same repository.
+        Assert.Equal(RateLimited, h.Call("Push", """{"repo":"\u0061"}""", singleQuotes: false).Kind);
+        Assert.Equal(Allow, h.Call("Push", "{'repo':'b'}").Kind);
+        // Numbers count under their text; missing under the empty key.
+        Assert.Equal(Allow, h.Call("Push", "{'repo':1}").Kind);
+        Assert.Equal(Allow, h.Call("Push", "{}").Kind);
+        Assert.Equal(RateLimited, h.Call("Push").Kind);
+        Assert.Equal(1, h.Store.GetCount("pushes", "g1", "a", h.Clock.GetUtcNow()));
+    }
+
+    [Fact]
+    public void Increment_from_spends_the_argument_and_fails_closed_on_anything_else()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': { 'Buy': { 'limits': [
+                { 'counter': 'spend', 'window': 'day', 'max': 100, 'increment_from': 'args.cost' } ] } } }
+            """);
+        Assert.Equal(Allow, h.Call("Buy", "{'cost': 60}").Kind);
+        Assert.Equal(Allow, h.Call("Buy", "{'cost': 0}").Kind);
+        var over = h.Call("Buy", "{'cost': 41}");
+        AssertDecision(over, RateLimited, "/tools/Buy/limits/0");
+        Assert.Equal(TimeSpan.FromDays(1), over.RetryAfter);
+        Assert.Equal(TimeSpan.MaxValue, h.Call("Buy", "{'cost': 101}").RetryAfter);
+        Assert.Equal(Allow, h.Call("Buy", "{'cost': 40}").Kind);
+        foreach (var bad in new[] { "{'cost': -1}", "{'cost': '5'}", "{}", "{'cost': 1, 'cost': 1}", "{'cost': null}" })
+        {
+            var denied = h.Call("Buy", bad);
+            AssertDecision(denied, Deny, "/tools/Buy/limits/0");
+            Assert.Contains("args.cost", denied.Reason);
+        }
+    }
+
+    [Fact]
+    public void A_counter_named_in_two_tools_is_shared()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': {
+                'CreateA': { 'limits': [ { 'counter': 'creates', 'window': 'minute', 'max': 2 } ] },
+                'CreateB': { 'limits': [ { 'counter': 'creates', 'window': 'minute', 'max': 2 } ] } } }
+            """);
+        Assert.Equal(Allow, h.Call("CreateA").Kind);
+        Assert.Equal(Allow, h.Call("CreateB").Kind);
+        Assert.Equal(RateLimited, h.Call("CreateA").Kind);
+        Assert.Equal(RateLimited, h.Call("CreateB").Kind);
+    }
+
+    [Fact]
+    public void Limits_are_all_or_nothing_and_rollback_refunds()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': {
+                '*': { 'limits': [ { 'counter': 'total', 'window': 'minute', 'max': 10 } ] },
+                'T': { 'limits': [ { 'counter': 'per_tool', 'window': 'minute', 'max': 1 } ] } } }
+            """);
+        Assert.Equal(Allow, h.Call("T").Kind);
+        var limited = h.Call("T");
+        AssertDecision(limited, RateLimited, "/tools/T/limits/0");
+        Assert.Equal(1, h.Store.GetCount("total", "g1", null, h.Clock.GetUtcNow()));
+
+        var d = h.Interpreter.Evaluate(new ToolCall("U"u8, default, "g1", "s1"));
+        Assert.Equal(2, h.Store.GetCount("total", "g1", null, h.Clock.GetUtcNow()));
+        d.Reservation.Rollback();
+        Assert.Equal(1, h.Store.GetCount("total", "g1", null, h.Clock.GetUtcNow()));
+    }
+
+    [Fact]
+    public void A_thousand_parallel_calls_against_max_100_admit_exactly_100()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': { 'T': { 'limits': [ { 'counter': 'c', 'window': 'minute', 'max': 100, 'scope': 'global' } ] } } }
+            """);
+        int admitted = 0;
+        Parallel.For(0, 1000, i =>
+        {
+            var decision = h.Interpreter.Evaluate(new ToolCall("T"u8, "{}"u8, "g" + (i % 10), "s"));
+            if (decision.Kind == Allow) Interlocked.Increment(ref admitted);
+            decision.Reservation.Commit();
+        });
+        Assert.Equal(100, admitted);
+    }
+
+    [Fact]
+    public void IsListed_hides_tools_every_call_would_deny()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': {
+                'Open': { },
+                'Closed': { 'action': 'deny' },
+                'Sometimes': { 'action': 'deny', 'rules': [ { 'when': { 'args.x': { 'eq': 1 } }, 'action': 'allow' } ] },
+                'Blocked': { 'rules': [ { 'action': 'deny' }, { 'action': 'allow' } ] },
+                'Asks': { 'action': 'approve' } } }
+            """);
+        Assert.True(h.IsListed("Open"));
+        Assert.False(h.IsListed("Closed"));
+        Assert.True(h.IsListed("Sometimes"));
+        Assert.False(h.IsListed("Blocked"));
+        Assert.True(h.IsListed("Asks"));
+        Assert.False(h.IsListed("Unknown"));
+    }
+
+    [Fact]
+    public void Explain_traces_the_steps_and_leaves_counters_untouched()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': {
+                'Delete*': { 'action': 'approve' },
+                '*': { 'rules': [ { 'when': { 'args.ns': { 'eq': 'kube-system' } }, 'action': 'deny' } ] },
+                'Scale': { 'limits': [ { 'counter': 'c', 'window': 'minute', 'max': 1 } ] } } }
+            """);
+        var explained = h.Explain("Scale", "{'ns':'default'}");
+        AssertDecision(explained.Decision, Allow, "/tools/Scale");
+        string trace = string.Join("\n", explained.Trace);
+        Assert.Contains("/tools/Scale: entry names the tool exactly", trace);
+        Assert.Contains("/tools/*/rules/0: deny rule: condition false", trace);
+        Assert.Contains("args.ns eq \"kube-system\": value \"default\" → false", trace);
+        Assert.Contains("counter 'c'", trace);
+        Assert.Equal(0, h.Store.GetCount("c", "g1", null, h.Clock.GetUtcNow()));
+        AssertDecision(h.Call("Scale"), Allow, "/tools/Scale");
+
+        var pattern = h.Explain("DeleteCluster");
+        AssertDecision(pattern.Decision, ApprovalRequired, "/tools/Delete*/action");
+        Assert.Contains(pattern.Trace, s => s.Text.Contains("'Delete*' is the most specific match (also matching: '*')"));
+    }
+
+    [Fact]
+    public void An_admitted_call_allocates_nothing_in_steady_state()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'tools': { 'T': {
+                'rules': [ { 'when': { 'args.path': { 'prefix': '/etc/' } }, 'action': 'deny' },
+                           { 'when': { 'all': [ { 'args.path': { 'glob': '/data/*' } }, { 'args.n': { 'lte': 10 } } ] }, 'action': 'allow' } ],
+                'action': 'deny',
+                'limits': [ { 'counter': 'c', 'window': 1, 'max': 1000000, 'scope': 'session' } ] } } }
+            """);
+        byte[] args = "{\"path\":\"/data/x\",\"n\":3}"u8.ToArray();
+        int Run(int count)
+        {
+            int allowed = 0;
+            for (int i = 0; i < count; i++)
+            {
+                var d = h.Interpreter.Evaluate(new ToolCall("T"u8, args, "g", "s"));
+                if (d.Kind == Allow) allowed++;
+                d.Reservation.Commit();
+                h.Clock.Advance(TimeSpan.FromMilliseconds(1));
+            }
+            return allowed;
+        }
+        Assert.Equal(3000, Run(3000));
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        int admitted = Run(1000);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(1000, admitted);
+        Assert.Equal(0, allocated);
+    }
+}
