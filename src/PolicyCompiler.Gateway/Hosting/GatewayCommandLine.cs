@@ -79,7 +79,14 @@ public static class GatewayCommandLine
     private static string DefaultGatewayName()
     {
         string? path = Environment.ProcessPath;
-        return string.IsNullOrEmpty(path) ? "gateway" : Path.GetFileNameWithoutExtension(path);
+        if (string.IsNullOrEmpty(path))
+        {
+            return "gateway";
+        }
+
+        // Not GetFileNameWithoutExtension: gateway names may contain dots (my.gateway); only drop .exe.
+        string name = Path.GetFileName(path);
+        return name.EndsWith(".exe", StringComparison.OrdinalIgnoreCase) ? name[..^4] : name;
     }
 
     private sealed class PrintAction(string text) : SynchronousCommandLineAction
