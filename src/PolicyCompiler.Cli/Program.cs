@@ -1,1 +1,19 @@
-return 0;
+using System.CommandLine;
+using PolicyCompiler.Cli.Commands;
+
+namespace PolicyCompiler.Cli;
+
+/// <summary><c>policyc</c>: the policy command-line tool. Each subcommand lives in its own file under <c>Commands/</c>.</summary>
+public static class Program
+{
+    /// <summary>Builds the root command: one registration line per subcommand.</summary>
+    public static RootCommand CreateRootCommand()
+    {
+        var root = new RootCommand("policyc: check, explain, test, build and run MCP gateway policies (docs/policy-language.md)");
+        root.Subcommands.Add(CheckCommand.Create());
+        return root;
+    }
+
+    /// <summary>Runs <c>policyc</c>.</summary>
+    public static int Main(string[] args) => CreateRootCommand().Parse(args).Invoke();
+}

@@ -23,9 +23,9 @@ public static class PolicyParser
         // Three stages: bytes → JSON tree (syntax, duplicates), tree → model (fields, types,
         // operands, paths), model → semantic checks (validator). Each stage reports what it can, so
         // one run lists every problem; any error withholds the model.
-        var source = new PolicySourceText(utf8);
-        var report = new DiagnosticBag(filePath, source);
         int start = utf8.Length >= 3 && utf8[0] == 0xEF && utf8[1] == 0xBB && utf8[2] == 0xBF ? 3 : 0;
+        var source = new PolicySourceText(utf8, start);
+        var report = new DiagnosticBag(filePath, source);
 
         PolicyDocument? document = null;
         var root = PolicyJsonReader.Read(utf8, start, source, report);

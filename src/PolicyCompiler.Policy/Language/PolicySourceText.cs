@@ -15,9 +15,13 @@ internal sealed class PolicySourceText
     private readonly byte[] _utf8;
     private readonly List<int> _lineStarts = new() { 0 };
 
-    public PolicySourceText(byte[] utf8)
+    private readonly int _textStart;
+
+    /// <summary>Maps <paramref name="utf8"/>, whose text starts at <paramref name="textStart"/> (past a BOM, which is no column).</summary>
+    public PolicySourceText(byte[] utf8, int textStart)
     {
         _utf8 = utf8;
+        _textStart = textStart;
         for (int i = 0; i < utf8.Length; i++)
         {
             byte b = utf8[i];
@@ -43,7 +47,7 @@ internal sealed class PolicySourceText
         if (offset > _utf8.Length) offset = _utf8.Length;
         int line = _lineStarts.BinarySearch(offset);
         if (line < 0) line = ~line - 1;
-        int start = _lineStarts[line];
+        int start = Math.Max(_lineStarts[line], Math.Min(_textStart, offset));
         int column = CountUtf16(start, offset - start);
         return new SourcePosition(line + 1, column + 1);
     }

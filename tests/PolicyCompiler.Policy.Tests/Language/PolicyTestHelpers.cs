@@ -21,6 +21,15 @@ internal static class PolicyTestHelpers
         return result.Policy!;
     }
 
+    /// <summary>Parses and asserts the policy is valid with only warnings of id <paramref name="allowed"/>.</summary>
+    public static PolicyDocument ParseValid(string allowed, string json, bool singleQuotes = true)
+    {
+        var result = Parse(json, singleQuotes);
+        Assert.True(result.Diagnostics.All(d => d.Id == allowed), string.Join("\n", result.Diagnostics));
+        Assert.NotNull(result.Policy);
+        return result.Policy!;
+    }
+
     /// <summary>Asserts exactly one diagnostic, with this id, line and column, and returns it.</summary>
     public static PolicyDiagnostic Single(PolicyParseResult result, string id, int line, int column)
     {
