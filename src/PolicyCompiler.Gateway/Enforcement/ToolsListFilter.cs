@@ -1,0 +1,165 @@
+using System.Buffers;
+using System.Text.Json;
+using PolicyCompiler.Gateway.Framing;
+using PolicyCompiler.Policy.Runtime;
+
+namespace PolicyCompiler.Gateway.Enforcement;
+
+/// <summary>
+/// Removes from a <c>tools/list</c> result (MCP server/tools#listing-tools) every tool the policy does
+/// not list (<see cref="IPolicyEvaluator.IsListed"/>): hidden tools and tools every call would deny.
+/// Each page of a paginated list is filtered on its own; <c>nextCursor</c> and every other field are
+/// kept byte-for-byte. The rewritten message is the original bytes with the removed array elements cut
+/// out, so nothing else about the server's answer changes. A tool whose name cannot be read
+/// unambiguously (not an object, no string name, the name twice) is removed: fail closed.
+/// </summary>
+internal sealed class ToolsListFilter
+{
+    private static readonly JsonReaderOptions ReaderOptions = new() { MaxDepth = 128 };
+
+    private long[] _starts = new long[64];
+    private long[] _ends = new long[64];
+    private bool[] _keep = new bool[64];
+    private byte[] _scratch = new byte[128];
+
+    /// <summary>
+    /// Writes the filtered message (and its newline) to <paramref name="output"/> and returns true, or
+    /// returns false without writing when nothing is removed (the caller forwards the original).
+    /// </summary>
+    public bool TryFilter(in ReadOnlySequence<byte> message, long resultStart, long resultLength, IPolicyEvaluator evaluator, IBufferWriter<byte> output, out int removed)
+    {
+        removed = 0;
+        ReadOnlySequence<byte> result = message.Slice(resultStart, resultLength);
+        var reader = new Utf8JsonReader(result, ReaderOptions);
+        if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+        {
+            return false;
+        }
+
+        int count = 0;
+        long arrayOpen = -1, arrayClose = -1;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            bool isTools = ValueEquals(ref reader, "tools"u8);
+            reader.Read();
+            if (!isTools || reader.TokenType != JsonTokenType.StartArray || arrayOpen >= 0)
+            {
+                reader.Skip();
+                continue;
+            }
+
+            arrayOpen = reader.TokenStartIndex;
+            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+            {
+                long start = reader.TokenStartIndex;
+                bool keep = reader.TokenType == JsonTokenType.StartObject && IsListed(ref reader, evaluator);
+                if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
+                {
+                    reader.Skip();
+                }
+
+                Add(ref count, start, reader.BytesConsumed, keep);
+                if (!keep)
+                {
+                    removed++;
+                }
+            }
+
+            arrayClose = reader.TokenStartIndex;
+        }
+
+        if (removed == 0)
+        {
+            return false;
+        }
+
+        // [message start .. '[' inclusive] kept elements joined by ',' [']' .. message end]
+        SequenceWriter.Write(output, message.Slice(0, resultStart + arrayOpen + 1));
+        bool first = true;
+        for (int i = 0; i < count; i++)
+        {
+            if (!_keep[i])
+            {
+                continue;
+            }
+
+            if (!first)
+            {
+                output.GetSpan(1)[0] = (byte)',';
+                output.Advance(1);
+            }
+
+            first = false;
+            SequenceWriter.Write(output, result.Slice(_starts[i], _ends[i] - _starts[i]));
+        }
+
+        SequenceWriter.WriteLine(output, message.Slice(resultStart + arrayClose));
+        return true;
+    }
+
+    /// <summary>Reads one tool object (reader on its StartObject, left on its EndObject) and asks the policy.</summary>
+    private bool IsListed(ref Utf8JsonReader reader, IPolicyEvaluator evaluator)
+    {
+        int nameCount = 0;
+        int nameLength = 0;
+        bool nameIsString = false;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            bool isName = ValueEquals(ref reader, "name"u8);
+            reader.Read();
+            if (isName)
+            {
+                nameCount++;
+                nameIsString = reader.TokenType == JsonTokenType.String;
+                if (nameIsString)
+                {
+                    nameLength = Unescape(ref reader);
+                }
+            }
+
+            reader.Skip();
+        }
+
+        if (nameCount != 1 || !nameIsString)
+        {
+            return false;
+        }
+
+        try
+        {
+            return evaluator.IsListed(_scratch.AsSpan(0, nameLength));
+        }
+        catch (Exception)
+        {
+            return false; // fail closed: a tool the policy cannot judge is not shown
+        }
+    }
+
+    private void Add(ref int count, long start, long end, bool keep)
+    {
+        if (count == _starts.Length)
+        {
+            Array.Resize(ref _starts, count * 2);
+            Array.Resize(ref _ends, count * 2);
+            Array.Resize(ref _keep, count * 2);
+        }
+
+        _starts[count] = start;
+        _ends[count] = end;
+        _keep[count] = keep;
+        count++;
+    }
+
+    private int Unescape(ref Utf8JsonReader reader)
+    {
+        long length = reader.HasValueSequence ? reader.ValueSequence.Length : reader.ValueSpan.Length;
+        if (_scratch.Length < length)
+        {
+            _scratch = new byte[Math.Max(_scratch.Length * 2, (int)length)];
+        }
+
+        return reader.CopyString(_scratch);
+    }
+
+    private static bool ValueEquals(ref Utf8JsonReader reader, ReadOnlySpan<byte> text) => reader.ValueTextEquals(text);
+}

@@ -1,0 +1,244 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
+using Microsoft.Extensions.Logging;
+using PolicyCompiler.Gateway.Audit;
+using PolicyCompiler.Gateway.Diagnostics;
+using PolicyCompiler.Gateway.Transport.Stdio;
+using PolicyCompiler.Policy.Runtime;
+
+namespace PolicyCompiler.Gateway.Hosting;
+
+/// <summary>
+/// The command line of a built gateway (docs/gateway.md): <c>GATEWAY stdio [options] -- COMMAND [ARGS...]</c>,
+/// <c>GATEWAY policy</c>, <c>GATEWAY --version</c>. Every compiled gateway's <c>Program.cs</c> is one call to
+/// <see cref="RunAsync"/> with the generated evaluator's factory; <c>policyc run</c> reuses
+/// <see cref="StdioCommandOptions"/> with the interpreter.
+/// </summary>
+public static class GatewayCommandLine
+{
+    /// <summary>The environment variable that supplies <c>--grant</c> when the option is absent.</summary>
+    public const string GrantEnvironmentVariable = "POLICYCOMPILER_GRANT";
+
+    /// <summary>Parses <paramref name="args"/> and runs the gateway; returns the process exit status.</summary>
+    /// <param name="args">The command line.</param>
+    /// <param name="evaluatorFactory">Creates the evaluator (the generated <c>CompiledPolicy.Create</c>).</param>
+    /// <param name="policy">What the evaluator enforces (the generated <c>CompiledPolicy.Info</c>).</param>
+    /// <param name="gatewayName">The gateway's name; the executable's name when null.</param>
+    public static Task<int> RunAsync(string[] args, Func<PolicyEvaluatorOptions, IPolicyEvaluator> evaluatorFactory, PolicyInfo policy, string? gatewayName = null)
+    {
+        RootCommand root = CreateRootCommand(evaluatorFactory, policy, gatewayName);
+        // Signals are ours: the stdio command forwards them to the upstream and exits with its status.
+        return root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    /// <summary>Builds the root command (tests parse and invoke it with their own output writers).</summary>
+    /// <param name="evaluatorFactory">Creates the evaluator.</param>
+    /// <param name="policy">What it enforces.</param>
+    /// <param name="gatewayName">The gateway's name; the executable's name when null.</param>
+    public static RootCommand CreateRootCommand(Func<PolicyEvaluatorOptions, IPolicyEvaluator> evaluatorFactory, PolicyInfo policy, string? gatewayName = null)
+    {
+        ArgumentNullException.ThrowIfNull(evaluatorFactory);
+        ArgumentNullException.ThrowIfNull(policy);
+        string name = gatewayName ?? DefaultGatewayName();
+        var root = new RootCommand($"MCP policy gateway '{name}' enforcing policy '{policy.Name}' (sha256 {policy.Sha256}).");
+
+        foreach (Option option in root.Options)
+        {
+            if (option is VersionOption version)
+            {
+                version.Action = new PrintAction(VersionText(name, policy));
+            }
+        }
+
+        var stdio = new Command("stdio", "Start COMMAND as the upstream MCP server and proxy this process's stdin/stdout to it, enforcing the policy.");
+        var options = new StdioCommandOptions();
+        options.AddTo(stdio);
+        stdio.SetAction((parseResult, cancellationToken) =>
+            options.RunAsync(parseResult, evaluatorOptions => evaluatorFactory(evaluatorOptions), policy, name, cancellationToken));
+        root.Add(stdio);
+
+        var policyCommand = new Command("policy", "Print the compiled-in policy, exactly as it was built.");
+        policyCommand.SetAction(parseResult =>
+        {
+            parseResult.InvocationConfiguration.Output.Write(policy.SourceText);
+            if (!policy.SourceText.EndsWith('\n'))
+            {
+                parseResult.InvocationConfiguration.Output.WriteLine();
+            }
+
+            return 0;
+        });
+        root.Add(policyCommand);
+        return root;
+    }
+
+    /// <summary>The <c>--version</c> text: gateway name, policy name, policy SHA-256.</summary>
+    public static string VersionText(string gatewayName, PolicyInfo policy) =>
+        $"{gatewayName} (policy {policy.Name}, sha256 {policy.Sha256}, mode {policy.Mode.ToString().ToLowerInvariant()})";
+
+    private static string DefaultGatewayName()
+    {
+        string? path = Environment.ProcessPath;
+        if (string.IsNullOrEmpty(path))
+        {
+            return "gateway";
+        }
+
+        // Not GetFileNameWithoutExtension: gateway names may contain dots (my.gateway); only drop .exe.
+        string name = Path.GetFileName(path);
+        return name.EndsWith(".exe", StringComparison.OrdinalIgnoreCase) ? name[..^4] : name;
+    }
+
+    private sealed class PrintAction(string text) : SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            parseResult.InvocationConfiguration.Output.WriteLine(text);
+            return 0;
+        }
+    }
+}
+
+/// <summary>
+/// The options and argument shared by <c>GATEWAY stdio</c> and <c>policyc run</c>, and the action that
+/// runs the stdio gateway with them.
+/// </summary>
+public sealed class StdioCommandOptions
+{
+    /// <summary><c>--grant NAME</c>.</summary>
+    public Option<string> Grant { get; } = new("--grant")
+    {
+        Description = $"The identity for grant-scoped limits and conditions (default: ${GatewayCommandLine.GrantEnvironmentVariable}, else 'default').",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable(GatewayCommandLine.GrantEnvironmentVariable) is { Length: > 0 } grant ? grant : "default",
+    };
+
+    /// <summary><c>--audit FILE</c>.</summary>
+    public Option<string?> Audit { get; } = new("--audit")
+    {
+        Description = "Append one JSON line per decision to FILE. If it cannot be written, tool calls are refused.",
+    };
+
+    /// <summary><c>--audit-fail-open</c>.</summary>
+    public Option<bool> AuditFailOpen { get; } = new("--audit-fail-open")
+    {
+        Description = "Keep forwarding allowed calls when the audit log cannot be written.",
+    };
+
+    /// <summary><c>--audit-arguments</c>.</summary>
+    public Option<bool> AuditArguments { get; } = new("--audit-arguments")
+    {
+        Description = "Also write the canonical tool arguments to the audit log (by default only their SHA-256).",
+    };
+
+    /// <summary><c>--max-message-bytes N</c>.</summary>
+    public Option<long> MaxMessageBytes { get; } = new("--max-message-bytes")
+    {
+        Description = "The longest JSON-RPC message accepted in either direction (default 4 MiB).",
+        DefaultValueFactory = _ => GatewayOptions.DefaultMaxMessageBytes,
+    };
+
+    /// <summary><c>--log-level LEVEL</c>.</summary>
+    public Option<LogLevel> LogLevel { get; } = new("--log-level")
+    {
+        Description = "The least severe stderr log level: Trace, Debug, Information, Warning, Error, Critical, None.",
+        DefaultValueFactory = _ => Microsoft.Extensions.Logging.LogLevel.Warning,
+    };
+
+    /// <summary><c>--shutdown-grace SECONDS</c>.</summary>
+    public Option<double> ShutdownGrace { get; } = new("--shutdown-grace")
+    {
+        Description = "Seconds the upstream may take to exit after the client disconnects or a signal, before it is killed (default 5).",
+        DefaultValueFactory = _ => 5.0,
+    };
+
+    /// <summary><c>-- COMMAND [ARGS...]</c>.</summary>
+    public Argument<string[]> Command { get; } = new("command")
+    {
+        Description = "The upstream MCP server's command line (after --).",
+        Arity = ArgumentArity.OneOrMore,
+    };
+
+    /// <summary>Adds every option and the command argument to <paramref name="command"/>.</summary>
+    public void AddTo(Command command)
+    {
+        command.Add(Grant);
+        command.Add(Audit);
+        command.Add(AuditFailOpen);
+        command.Add(AuditArguments);
+        command.Add(MaxMessageBytes);
+        command.Add(LogLevel);
+        command.Add(ShutdownGrace);
+        command.Add(Command);
+        MaxMessageBytes.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<long>() < 64)
+            {
+                result.AddError("--max-message-bytes must be at least 64.");
+            }
+        });
+        ShutdownGrace.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<double>() is < 0 or > 3600)
+            {
+                result.AddError("--shutdown-grace must be between 0 and 3600 seconds.");
+            }
+        });
+    }
+
+    /// <summary>Runs the stdio gateway on this process's stdin/stdout with the parsed options.</summary>
+    /// <param name="parseResult">The parsed command line.</param>
+    /// <param name="evaluatorFactory">Creates the evaluator (compiled or interpreted).</param>
+    /// <param name="policy">What it enforces (for the audit log and the start message).</param>
+    /// <param name="gatewayName">The gateway's name.</param>
+    /// <param name="cancellationToken">Stops the gateway.</param>
+    public async Task<int> RunAsync(
+        ParseResult parseResult,
+        Func<PolicyEvaluatorOptions, IPolicyEvaluator> evaluatorFactory,
+        PolicyInfo policy,
+        string gatewayName,
+        CancellationToken cancellationToken)
+    {
+        string[] commandLine = parseResult.GetValue(Command) ?? [];
+        using var logs = new StderrLoggerProvider(parseResult.GetValue(LogLevel), gatewayName);
+        ILogger logger = logs.CreateLogger(gatewayName);
+        var options = new GatewayOptions
+        {
+            Grant = parseResult.GetValue(Grant) ?? "default",
+            MaxMessageBytes = parseResult.GetValue(MaxMessageBytes),
+            AuditFailOpen = parseResult.GetValue(AuditFailOpen),
+            ShutdownGrace = TimeSpan.FromSeconds(parseResult.GetValue(ShutdownGrace)),
+        };
+
+        IPolicyEvaluator evaluator = evaluatorFactory(new PolicyEvaluatorOptions());
+        string? auditPath = parseResult.GetValue(Audit);
+        AuditLog? audit = auditPath is null ? null : AuditLog.Open(auditPath, new AuditLogOptions
+        {
+            GatewayName = gatewayName,
+            PolicySha256 = policy.Sha256,
+            IncludeArguments = parseResult.GetValue(AuditArguments),
+        }, logger);
+
+        GatewayLog.Started(logger, policy.Name, policy.Sha256, policy.Mode.ToString(), options.Grant);
+        try
+        {
+            return await StdioServerProcess.RunAsync(
+                commandLine[0],
+                commandLine[1..],
+                Console.OpenStandardInput(),
+                Console.OpenStandardOutput(),
+                evaluator,
+                options,
+                audit,
+                logger,
+                cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (audit is not null)
+            {
+                // Drains and flushes: a graceful stop (end of input, or a forwarded signal) loses no record.
+                await audit.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+using System.IO.Pipelines;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using PolicyCompiler.Gateway.Audit;
+using PolicyCompiler.Gateway.Enforcement;
+using PolicyCompiler.Policy.Runtime;
+
+namespace PolicyCompiler.Gateway.Transport.Stdio;
+
+/// <summary>Why a gateway session ended.</summary>
+public enum GatewayStop
+{
+    /// <summary>The client closed its input first (the normal end of a stdio session).</summary>
+    ClientClosed,
+    /// <summary>The upstream closed its output while the client was still connected.</summary>
+    UpstreamClosed,
+    /// <summary>The session was cancelled.</summary>
+    Cancelled,
+}
+
+/// <summary>How a gateway session ended.</summary>
+/// <param name="Stop">Which side ended it.</param>
+/// <param name="UnansweredRequests">Client requests the upstream never answered (each got error -32001).</param>
+public readonly record struct GatewayRunResult(GatewayStop Stop, int UnansweredRequests);
+
+/// <summary>
+/// The stdio gateway (MCP basic/transports#stdio): newline-delimited JSON-RPC between a client and an
+/// upstream server, with the policy enforced in between. <see cref="RunAsync"/> drives one session
+/// over any four pipes (tests run it in memory); <see cref="StdioServerProcess"/> runs it against a
+/// child process.
+/// </summary>
+public static class StdioGateway
+{
+    /// <summary>
+    /// Proxies one session until both directions end: the client's end of input closes the upstream's
+    /// input; the upstream's end of output answers every pending request with error -32001 and completes
+    /// <paramref name="clientOut"/>. Completes every pipe it was given.
+    /// </summary>
+    /// <param name="clientIn">Messages from the client.</param>
+    /// <param name="clientOut">Messages to the client.</param>
+    /// <param name="upstreamIn">Messages from the upstream server.</param>
+    /// <param name="upstreamOut">Messages to the upstream server.</param>
+    /// <param name="evaluator">The policy.</param>
+    /// <param name="options">Grant, session, limits.</param>
+    /// <param name="audit">The audit log, or null for none.</param>
+    /// <param name="logger">Where diagnostics go (stderr in the command line).</param>
+    /// <param name="cancellationToken">Stops the session abruptly.</param>
+    public static Task<GatewayRunResult> RunAsync(
+        PipeReader clientIn,
+        PipeWriter clientOut,
+        PipeReader upstreamIn,
+        PipeWriter upstreamOut,
+        IPolicyEvaluator evaluator,
+        GatewayOptions options,
+        AuditLog? audit = null,
+        ILogger? logger = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(evaluator);
+        ArgumentNullException.ThrowIfNull(options);
+        var proxy = new PolicyProxy(clientOut, evaluator, options, audit, logger ?? NullLogger.Instance);
+        return RunSessionAsync(proxy, clientIn, upstreamIn, upstreamOut, cancellationToken);
+    }
+
+    /// <summary>Runs both loops of <paramref name="proxy"/> (the process host watches <see cref="PolicyProxy.ClientClosed"/> meanwhile).</summary>
+    internal static async Task<GatewayRunResult> RunSessionAsync(PolicyProxy proxy, PipeReader clientIn, PipeReader upstreamIn, PipeWriter upstreamOut, CancellationToken cancellationToken)
+    {
+        Task clientToUpstream = proxy.RunClientToUpstreamAsync(clientIn, upstreamOut, cancellationToken);
+        Task upstreamToClient = proxy.RunUpstreamToClientAsync(upstreamIn, cancellationToken);
+        Task first = await Task.WhenAny(clientToUpstream, upstreamToClient).ConfigureAwait(false);
+        GatewayStop stop = GatewayStop.ClientClosed;
+        if (first == upstreamToClient && !clientToUpstream.IsCompleted)
+        {
+            // Nothing can be forwarded any more: stop reading the client.
+            stop = GatewayStop.UpstreamClosed;
+            clientIn.CancelPendingRead();
+        }
+
+        try
+        {
+            await Task.WhenAll(clientToUpstream, upstreamToClient).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            stop = GatewayStop.Cancelled;
+        }
+
+        return new GatewayRunResult(stop, proxy.UnansweredRequests);
+    }
+}

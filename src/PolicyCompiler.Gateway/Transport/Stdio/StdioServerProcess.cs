@@ -1,0 +1,225 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using PolicyCompiler.Gateway.Audit;
+using PolicyCompiler.Gateway.Diagnostics;
+using PolicyCompiler.Gateway.Enforcement;
+using PolicyCompiler.Policy.Runtime;
+
+namespace PolicyCompiler.Gateway.Transport.Stdio;
+
+/// <summary>
+/// Runs the upstream MCP server as a child process and the gateway between it and our own
+/// stdin/stdout (MCP basic/transports#stdio; shutdown as in basic/lifecycle#stdio: close the server's
+/// input, wait, then terminate). The environment passes through; the child's stderr is ours.
+/// <list type="bullet">
+/// <item>The client closes our stdin → the child's stdin is closed; it has <see cref="GatewayOptions.ShutdownGrace"/>
+/// to exit, then its process tree is killed. Exit status: the child's.</item>
+/// <item>SIGINT/SIGTERM/SIGHUP/SIGQUIT → forwarded to the child, same grace, same kill. Exit status: the child's.</item>
+/// <item>The child closes its stdout while the client is connected → pending requests get error -32001,
+/// a message on stderr, exit status the child's if non-zero, else 1.</item>
+/// </list>
+/// Whatever happens (exceptions included), the child is not left running. Only a SIGKILL of the
+/// gateway itself can orphan it (nothing in-process can react to that).
+/// </summary>
+public static partial class StdioServerProcess
+{
+    /// <summary>Exit status when the upstream command cannot be started (as shells do for "command not found").</summary>
+    public const int CannotStartExitCode = 127;
+
+    /// <summary>Runs <paramref name="command"/> behind the gateway; returns the exit status to report.</summary>
+    /// <param name="command">The upstream server's executable.</param>
+    /// <param name="arguments">Its arguments.</param>
+    /// <param name="clientIn">The client's messages (our stdin).</param>
+    /// <param name="clientOut">Where the client reads (our stdout).</param>
+    /// <param name="evaluator">The policy.</param>
+    /// <param name="options">Session settings.</param>
+    /// <param name="audit">The audit log or null.</param>
+    /// <param name="logger">Diagnostics (stderr).</param>
+    /// <param name="cancellationToken">Stops everything (the child is killed).</param>
+    public static async Task<int> RunAsync(
+        string command,
+        IReadOnlyList<string> arguments,
+        Stream clientIn,
+        Stream clientOut,
+        IPolicyEvaluator evaluator,
+        GatewayOptions options,
+        AuditLog? audit,
+        ILogger logger,
+        CancellationToken cancellationToken = default)
+    {
+        var startInfo = new ProcessStartInfo(command)
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = false,
+        };
+        foreach (string argument in arguments)
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        Process child;
+        try
+        {
+            child = Process.Start(startInfo) ?? throw new Win32Exception("the process did not start");
+        }
+        catch (Win32Exception e)
+        {
+            await Console.Error.WriteLineAsync($"gateway: error: cannot start the upstream server '{command}': {e.Message}").ConfigureAwait(false);
+            return CannotStartExitCode;
+        }
+
+        using (child)
+        using (var signals = new SignalForwarder(child, options.ShutdownGrace, logger))
+        {
+            PipeReader clientReader = PipeReader.Create(clientIn, new StreamPipeReaderOptions(leaveOpen: true));
+            PipeWriter clientWriter = PipeWriter.Create(clientOut, new StreamPipeWriterOptions(leaveOpen: true));
+            PipeReader upstreamReader = PipeReader.Create(child.StandardOutput.BaseStream);
+            PipeWriter upstreamWriter = PipeWriter.Create(child.StandardInput.BaseStream);
+            var proxy = new PolicyProxy(clientWriter, evaluator, options, audit, logger);
+            Task<GatewayRunResult> run = StdioGateway.RunSessionAsync(proxy, clientReader, upstreamReader, upstreamWriter, cancellationToken);
+            GatewayRunResult result;
+            try
+            {
+                await Task.WhenAny(run, proxy.ClientClosed).ConfigureAwait(false);
+                if (!run.IsCompleted)
+                {
+                    // The client is gone and the child's stdin closed: give it the grace period, then kill it.
+                    await WaitForExitOrKillAsync(child, options.ShutdownGrace, logger).ConfigureAwait(false);
+
+                    // A grandchild may still hold the child's stdout open: do not wait for it forever.
+                    if (await Task.WhenAny(run, Task.Delay(options.ShutdownGrace, CancellationToken.None)).ConfigureAwait(false) != run)
+                    {
+                        upstreamReader.CancelPendingRead();
+                    }
+                }
+
+                result = await run.ConfigureAwait(false);
+            }
+            finally
+            {
+                if (!child.HasExited)
+                {
+                    await WaitForExitOrKillAsync(child, cancellationToken.IsCancellationRequested ? TimeSpan.Zero : options.ShutdownGrace, logger).ConfigureAwait(false);
+                }
+            }
+
+            await child.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+            int exitCode = child.ExitCode;
+            GatewayLog.UpstreamExited(logger, exitCode);
+            if (result.Stop == GatewayStop.UpstreamClosed && !signals.Signalled)
+            {
+                await Console.Error.WriteLineAsync(
+                    $"gateway: error: the upstream MCP server exited (status {exitCode}) while the client was still connected; " +
+                    $"{result.UnansweredRequests} pending request(s) were answered with error -32001").ConfigureAwait(false);
+                return exitCode != 0 ? exitCode : 1;
+            }
+
+            return exitCode;
+        }
+    }
+
+    private static async Task WaitForExitOrKillAsync(Process child, TimeSpan grace, ILogger logger)
+    {
+        using var timeout = new CancellationTokenSource(grace);
+        try
+        {
+            await child.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            GatewayLog.KillingUpstream(logger, grace.TotalSeconds);
+            Kill(child);
+        }
+    }
+
+    private static void Kill(Process child)
+    {
+        try
+        {
+            child.Kill(entireProcessTree: true);
+        }
+        catch (Exception e) when (e is InvalidOperationException or Win32Exception or NotSupportedException)
+        {
+            // Already gone.
+        }
+    }
+
+    /// <summary>
+    /// Forwards termination signals to the child and cancels their default action (terminating us):
+    /// we exit when the child does, after the proxy has answered and the audit log is flushed.
+    /// </summary>
+    private sealed class SignalForwarder : IDisposable
+    {
+        private readonly Process _child;
+        private readonly TimeSpan _grace;
+        private readonly ILogger _logger;
+        private readonly List<PosixSignalRegistration> _registrations = new();
+        private int _signalled;
+
+        public SignalForwarder(Process child, TimeSpan grace, ILogger logger)
+        {
+            _child = child;
+            _grace = grace;
+            _logger = logger;
+            if (OperatingSystem.IsWindows())
+            {
+                return;
+            }
+
+            foreach (PosixSignal signal in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT })
+            {
+                _registrations.Add(PosixSignalRegistration.Create(signal, OnSignal));
+            }
+        }
+
+        public bool Signalled => Volatile.Read(ref _signalled) != 0;
+
+        private void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            int number = context.Signal switch
+            {
+                PosixSignal.SIGINT => 2,
+                PosixSignal.SIGQUIT => 3,
+                PosixSignal.SIGHUP => 1,
+                _ => 15,
+            };
+            GatewayLog.ForwardingSignal(_logger, context.Signal.ToString(), _child.Id);
+            try
+            {
+                _ = NativeMethods.Kill(_child.Id, number);
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+                Kill(_child);
+            }
+
+            if (Interlocked.Exchange(ref _signalled, 1) == 0)
+            {
+                _ = KillAfterGraceAsync();
+            }
+        }
+
+        private async Task KillAfterGraceAsync() => await WaitForExitOrKillAsync(_child, _grace, _logger).ConfigureAwait(false);
+
+        public void Dispose()
+        {
+            foreach (PosixSignalRegistration registration in _registrations)
+            {
+                registration.Dispose();
+            }
+        }
+    }
+
+    private static partial class NativeMethods
+    {
+        // kill(2): PosixSignalRegistration can receive signals but .NET has no API to send one to another process.
+        [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+        internal static partial int Kill(int pid, int signal);
+    }
+}
