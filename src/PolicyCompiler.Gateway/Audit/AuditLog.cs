@@ -55,7 +55,7 @@ public sealed class AuditLog : IAsyncDisposable
         _options = options;
         _logger = logger;
         _healthy = stream is not null;
-        _json = new Utf8JsonWriter(_line);
+        _json = new Utf8JsonWriter(_line, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         _channel = Channel.CreateBounded<AuditEntry>(new BoundedChannelOptions(options.Capacity)
         {
             SingleReader = true,

@@ -16,7 +16,8 @@ internal sealed class ReplyWriter
     /// <summary>The <c>_meta</c> key carrying the decision of a blocked call (docs/gateway.md).</summary>
     public static ReadOnlySpan<byte> DecisionMetaKey => "policycompiler/decision"u8;
 
-    private readonly Utf8JsonWriter _json = new(Stream.Null, new JsonWriterOptions { SkipValidation = false });
+    // Relaxed escaping keeps the reason readable in raw logs (quotes and apostrophes stay literal); still valid JSON.
+    private readonly Utf8JsonWriter _json = new(Stream.Null, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
     private byte[] _text = new byte[256];
     private int _textLength;
 

@@ -1,0 +1,65 @@
+using System.CommandLine;
+using PolicyCompiler.Gateway.Hosting;
+using PolicyCompiler.Gateway.Tests.TestSupport;
+
+namespace PolicyCompiler.Gateway.Tests.Hosting;
+
+public class GatewayCommandLineTests
+{
+    private static async Task<(int ExitCode, string Output)> InvokeAsync(params string[] args)
+    {
+        var policy = new FakeEvaluator();
+        RootCommand root = GatewayCommandLine.CreateRootCommand(_ => policy, policy.Policy, "eks-gateway");
+        var output = new StringWriter();
+        int exitCode = await root.Parse(args).InvokeAsync(new InvocationConfiguration { Output = output, Error = new StringWriter() });
+        return (exitCode, output.ToString());
+    }
+
+    [Fact]
+    public async Task Version_PrintsGatewayPolicyAndHash()
+    {
+        (int exitCode, string output) = await InvokeAsync("--version");
+        Assert.Equal(0, exitCode);
+        Assert.Equal($"eks-gateway (policy fake, sha256 {new string('a', 64)}, mode enforce)", output.Trim());
+    }
+
+    [Fact]
+    public async Task Policy_PrintsTheCompiledInText()
+    {
+        (int exitCode, string output) = await InvokeAsync("policy");
+        Assert.Equal(0, exitCode);
+        Assert.Equal("{ \"version\": \"1\" }\n", output);
+    }
+
+    [Fact]
+    public void Stdio_ParsesOptionsAndTheCommandAfterDoubleDash()
+    {
+        var policy = new FakeEvaluator();
+        RootCommand root = GatewayCommandLine.CreateRootCommand(_ => policy, policy.Policy, "g");
+        ParseResult parsed = root.Parse(["stdio", "--grant", "ci", "--max-message-bytes", "1024", "--", "npx", "-y", "server", "--grant", "x"]);
+        Assert.Empty(parsed.Errors);
+        Assert.Equal("ci", parsed.GetValue<string>("--grant"));
+        Assert.Equal(1024L, parsed.GetValue<long>("--max-message-bytes"));
+        Assert.Equal(["npx", "-y", "server", "--grant", "x"], parsed.GetValue<string[]>("command")!);
+    }
+
+    [Fact]
+    public void Stdio_DefaultsGrantAndLimit()
+    {
+        var policy = new FakeEvaluator();
+        RootCommand root = GatewayCommandLine.CreateRootCommand(_ => policy, policy.Policy, "g");
+        ParseResult parsed = root.Parse(["stdio", "--", "server"]);
+        Assert.Empty(parsed.Errors);
+        Assert.Equal(Environment.GetEnvironmentVariable(GatewayCommandLine.GrantEnvironmentVariable) ?? "default", parsed.GetValue<string>("--grant"));
+        Assert.Equal(GatewayOptions.DefaultMaxMessageBytes, parsed.GetValue<long>("--max-message-bytes"));
+    }
+
+    [Fact]
+    public void Stdio_WithoutCommand_IsAnError()
+    {
+        var policy = new FakeEvaluator();
+        RootCommand root = GatewayCommandLine.CreateRootCommand(_ => policy, policy.Policy, "g");
+        Assert.NotEmpty(root.Parse(["stdio"]).Errors);
+        Assert.NotEmpty(root.Parse(["stdio", "--max-message-bytes", "1", "--", "x"]).Errors);
+    }
+}
