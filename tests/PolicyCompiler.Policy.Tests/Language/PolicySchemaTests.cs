@@ -37,3 +37,23 @@ public class PolicySchemaTests
         }
     }
 }
+
+/// <summary>docs/diagnostics.md documents every id with its severity.</summary>
+public class DiagnosticsDocTests
+{
+    [Fact]
+    public void Docs_ListEveryId()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "docs", "diagnostics.md"))) dir = dir.Parent;
+        Assert.NotNull(dir);
+        string doc = File.ReadAllText(Path.Combine(dir!.FullName, "docs", "diagnostics.md"));
+        int warnings = doc.IndexOf("## Warnings", StringComparison.Ordinal);
+        foreach (var d in PolicyCompiler.Policy.Language.PolicyDiagnostics.All)
+        {
+            int at = doc.IndexOf("| " + d.Id + " |", StringComparison.Ordinal);
+            Assert.True(at >= 0, d.Id + " is not documented");
+            Assert.Equal(d.Severity == PolicyCompiler.Policy.Language.PolicyDiagnosticSeverity.Warning, at > warnings);
+        }
+    }
+}
