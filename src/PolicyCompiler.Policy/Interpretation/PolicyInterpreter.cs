@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Globalization;
 using System.Text;
 using System.Text.Unicode;
 using PolicyCompiler.Policy.Language;
@@ -383,10 +382,7 @@ public sealed class PolicyInterpreter : IPolicyEvaluator
             double amount = Model.Increment;
             if (_incrementFrom is not null)
             {
-                var value = ArgumentLookup.Find(call.ArgumentsJson, _incrementFrom);
-                if (value.Kind != PolicyValueKind.Number
-                    || !double.TryParse(value.Raw, NumberStyles.Float, CultureInfo.InvariantCulture, out amount)
-                    || !(amount >= 0) || double.IsInfinity(amount))
+                if (!LimitArguments.TryGetAmount(ArgumentLookup.Find(call.ArgumentsJson, _incrementFrom), out amount))
                 {
                     request = default;
                     return false;
@@ -398,28 +394,9 @@ public sealed class PolicyInterpreter : IPolicyEvaluator
                 LimitScope.Session => call.Session,
                 _ => "",
             };
-            string? key = _key is null ? null : KeyText(ArgumentLookup.Find(call.ArgumentsJson, _key));
+            string? key = _key is null ? null : LimitArguments.KeyText(ArgumentLookup.Find(call.ArgumentsJson, _key));
             request = new CounterRequest(Model.Counter, Model.Window.Seconds, Model.Window.Alignment, scope, key, amount, Model.Max);
             return true;
-        }
-
-        // The key's text: a string decoded, any other JSON value as written; missing (or
-        // ambiguous) counts under the empty key, which all such calls share.
-        private static string KeyText(in PolicyValue value)
-        {
-            switch (value.Kind)
-            {
-                case PolicyValueKind.Missing:
-                case PolicyValueKind.Ambiguous:
-                    return "";
-                case PolicyValueKind.String when value.HasEscapes:
-                    byte[] buffer = new byte[value.Raw.Length];
-                    return JsonText.TryUnescape(value.Raw, buffer, out int written)
-                        ? Encoding.UTF8.GetString(buffer, 0, written)
-                        : Encoding.UTF8.GetString(value.Raw);
-                default:
-                    return Encoding.UTF8.GetString(value.Raw);
-            }
         }
     }
 }

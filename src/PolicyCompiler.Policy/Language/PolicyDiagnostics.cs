@@ -80,6 +80,8 @@ public static class PolicyDiagnostics
     public static readonly PolicyDiagnosticDescriptor UnusualToolName = Warning("PC0103", "Unusual tool name", "tool name '{0}' is outside the MCP tool-name syntax (1 to 128 characters of A-Z, a-z, 0-9, '_', '.', '-'); no server should expose it");
     /// <summary>PC0104: a limit whose increment alone exceeds its max.</summary>
     public static readonly PolicyDiagnosticDescriptor LimitAdmitsNothing = Warning("PC0104", "Limit admits nothing", "this limit refuses every call: one call adds {0}, more than 'max' {1}");
+    /// <summary>PC0105: a '*' entry without an action, which silently decides every unnamed tool.</summary>
+    public static readonly PolicyDiagnosticDescriptor StarEntryWithoutAction = Warning("PC0105", "'*' entry without action", "the '*' entry matches every tool, so a tool no other entry names is decided by its action (allow when absent), never by 'default'; write \"action\" on '*' to say which");
 
     /// <summary>Every descriptor, in id order (for docs and tests).</summary>
     public static IReadOnlyList<PolicyDiagnosticDescriptor> All { get; } = new[]
@@ -88,7 +90,7 @@ public static class PolicyDiagnostics
         InvalidEnumValue, InvalidName, NotSupportedYet, UnknownOperator, InvalidOperand, InvalidRegex,
         InvalidPattern, InvalidPath, InvalidWindow, InvalidMax, InvalidIncrement, CounterConflict,
         TooManyLimits, InvalidCounterName, NoOperator, InvalidLimitPath,
-        UnreachableRule, ConditionNeverTrue, EntryNeverSelected, UnusualToolName, LimitAdmitsNothing,
+        UnreachableRule, ConditionNeverTrue, EntryNeverSelected, UnusualToolName, LimitAdmitsNothing, StarEntryWithoutAction,
     };
 }
 

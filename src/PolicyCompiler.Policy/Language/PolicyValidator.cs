@@ -23,6 +23,12 @@ internal static class PolicyValidator
             if (entry.Name == "*") wildcard = entry;
         }
 
+        // '*' is selected for every tool no other entry names (docs, "Select the entry"), so its
+        // implicit "allow" would quietly override "default": deny. Make the author say it.
+        if (wildcard is not null && !wildcard.ActionIsExplicit)
+        {
+            Report(report, spans, PolicyDiagnostics.StarEntryWithoutAction, wildcard.Pointer);
+        }
         CheckToolNames(policy, spans, report);
         CheckCounters(policy, spans, report);
         CheckLimitCounts(policy, wildcard, spans, report);

@@ -299,7 +299,7 @@ public class PolicyDiagnosticTests
     {
         static string Limits(string prefix, int n) =>
             string.Join(", ", Enumerable.Range(0, n).Select(i => $"{{ 'counter': '{prefix}{i}', 'window': 60, 'max': 10 }}"));
-        var json = "{ 'version': '1', 'tools': {\n  '*': { 'limits': [ " + Limits("w", 3) + " ] },\n  'a': { 'limits': [ " + Limits("e", 6) + " ] } } }";
+        var json = "{ 'version': '1', 'tools': {\n  '*': { 'action': 'deny', 'limits': [ " + Limits("w", 3) + " ] },\n  'a': { 'limits': [ " + Limits("e", 6) + " ] } } }";
         var d = Single(Parse(json), "PC0020", 3, 3);
         Assert.StartsWith("9 limits apply", d.Message);
         ParseValid(json.Replace("{ 'counter': 'e5', 'window': 60, 'max': 10 }, ", "").Replace(", { 'counter': 'e5', 'window': 60, 'max': 10 }", ""));
@@ -339,7 +339,7 @@ public class PolicyDiagnosticTests
     {
         var d = Single(Parse("""
             { 'version': '1', 'tools': {
-              '*': { 'rules': [ { 'when': {}, 'action': 'approve' } ] },
+              '*': { 'action': 'deny', 'rules': [ { 'when': {}, 'action': 'approve' } ] },
               'b': { 'rules': [ { 'action': 'deny' } ] } } }
             """), "PC0100", 3, 21);
         Assert.Contains("/tools/*/rules/0", d.Message);
@@ -423,6 +423,17 @@ public class PolicyDiagnosticTests
     public void Diagnostic_PC0104_IncrementAboveMax()
     {
         Single(Parse("{ 'version': '1', 'tools': { 'a': { 'limits': [ { 'counter': 'c', 'window': 60, 'max': 5, 'increment': 6 } ] } } }"), "PC0104", 1, 104);
+    }
+
+    [Fact]
+    public void Diagnostic_PC0105_StarEntryWithoutAction()
+    {
+        var d = Single(Parse("""
+            { 'version': '1', 'default': 'deny', 'tools': {
+              '*': { 'limits': [ { 'counter': 'all', 'window': 60, 'max': 100 } ] } } }
+            """), "PC0105", 2, 3);
+        Assert.Contains("never by 'default'", d.Message);
+        ParseValid("{ 'version': '1', 'tools': { '*': { 'action': 'deny' } } }");
     }
 
     [Fact]

@@ -1,0 +1,32 @@
+using PolicyCompiler.Policy.Language;
+
+namespace PolicyCompiler.Cli.Commands;
+
+/// <summary>Reads a policy for the commands that evaluate one (explain, test), printing diagnostics as check does.</summary>
+internal static class PolicyLoading
+{
+    /// <summary>Exit code when the policy cannot be read or is invalid.</summary>
+    public const int Unusable = 2;
+
+    /// <summary>Parses <paramref name="file"/>; on failure writes why to <paramref name="error"/> and returns null.</summary>
+    public static PolicyDocument? TryLoad(string file, TextWriter error)
+    {
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            error.WriteLine($"{file}: error: cannot read the file: {e.Message}");
+            return null;
+        }
+        var result = PolicyParser.Parse(file, bytes);
+        foreach (var diagnostic in result.Diagnostics)
+        {
+            // Warnings are check's business; an invalid policy must say why it cannot be used.
+            if (result.Policy is null || diagnostic.Severity == PolicyDiagnosticSeverity.Error) error.WriteLine(diagnostic.ToString());
+        }
+        return result.Policy;
+    }
+}
