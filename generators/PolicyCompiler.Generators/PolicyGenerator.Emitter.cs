@@ -569,7 +569,7 @@ public sealed partial class PolicyGenerator
 
                 foreach (ToolEntry entry in _entries)
                 {
-                    w.Line("case Route." + _entryNames[entry] + ": return Evaluate" + _entryNames[entry] + "(in call);");
+                    w.Line("case Route." + _entryNames[entry] + ": return Evaluate" + _entryNames[entry] + "(in call, approved: false);");
                 }
 
                 w.Line("default: return " + DefaultDecision() + ";");
@@ -577,7 +577,8 @@ public sealed partial class PolicyGenerator
                 w.Close();
                 w.Line();
 
-                // ReserveLimits: the limits of an approved call.
+                // ReserveLimits: decides as Evaluate does, except that approval goes on to the limits
+                // as an allow would, with the same rule pointer (the interpreter's definition).
                 w.Line("/// <inheritdoc/>");
                 w.Open("public " + DecisionType + " ReserveLimits(in " + Runtime + "ToolCall call)");
                 w.Open("switch (Select(call.NameUtf8))");
@@ -588,10 +589,7 @@ public sealed partial class PolicyGenerator
 
                 foreach (ToolEntry entry in _entries)
                 {
-                    string decision = entry.Hidden
-                        ? DecisionType + ".Deny(" + Literal(entry.Pointer + "/hide") + ", " + Literal(HiddenReason) + ")"
-                        : Allow(entry, Literal(entry.Pointer));
-                    w.Line("case Route." + _entryNames[entry] + ": return " + decision + ";");
+                    w.Line("case Route." + _entryNames[entry] + ": return Evaluate" + _entryNames[entry] + "(in call, approved: true);");
                 }
 
                 w.Line("default: return " + DefaultDecision() + ";");
@@ -639,7 +637,12 @@ public sealed partial class PolicyGenerator
                 ? DecisionType + ".Allow(\"/default\")"
                 : DecisionType + ".Deny(\"/default\", " + Literal(_policy.DefaultReason) + ")";
 
-            /// <summary>Whether a tool selecting <paramref name="entry"/> is listed: not hidden, and not denied whatever the arguments.</summary>
+            /// <summary>
+            /// Whether a tool selecting <paramref name="entry"/> is listed (the interpreter's definition):
+            /// not when hidden; else the first rule of <c>W.rules ++ E.rules</c> that is unconditional
+            /// decides (listed unless deny), a conditional allow or approve rule lists it; else listed
+            /// unless the entry's action is deny.
+            /// </summary>
             private bool IsListed(ToolEntry entry)
             {
                 if (entry.Hidden)
@@ -647,20 +650,15 @@ public sealed partial class PolicyGenerator
                     return false;
                 }
 
-                if (entry.Action != ToolAction.Deny)
-                {
-                    return true;
-                }
-
                 foreach ((PolicyRule rule, _) in Layer(entry))
                 {
-                    if (rule.Action != ToolAction.Deny)
+                    if (rule.When is null || rule.Action != ToolAction.Deny)
                     {
-                        return true;
+                        return rule.Action != ToolAction.Deny;
                     }
                 }
 
-                return false;
+                return entry.Action != ToolAction.Deny;
             }
 
             /// <summary>The rules that apply to a tool selecting <paramref name="entry"/>: the `*` layer's, then its own.</summary>
@@ -978,7 +976,7 @@ public sealed partial class PolicyGenerator
                     }
                 }
 
-                w.Open("private " + DecisionType + " Evaluate" + name + "(in " + Runtime + "ToolCall call)");
+                w.Open("private " + DecisionType + " Evaluate" + name + "(in " + Runtime + "ToolCall call, bool approved)");
                 if (entry.Hidden)
                 {
                     w.Line("return " + DecisionType + ".Deny(" + Literal(entry.Pointer + "/hide") + ", " + Literal(HiddenReason) + ");");
@@ -992,7 +990,7 @@ public sealed partial class PolicyGenerator
                     string decision = rule.Action switch
                     {
                         ToolAction.Deny => DecisionType + ".Deny(" + Literal(rule.Pointer) + ", " + Literal(rule.Reason ?? owner.Reason ?? PolicyText.DenyReason(owner.Name)) + ")",
-                        ToolAction.Approve => DecisionType + ".ApprovalRequired(" + Literal(rule.Pointer) + ", " + Literal(rule.Reason ?? owner.Reason ?? PolicyText.ApproveReason(owner.Name)) + ")",
+                        ToolAction.Approve => "approved ? " + Allow(entry, Literal(rule.Pointer)) + " : " + DecisionType + ".ApprovalRequired(" + Literal(rule.Pointer) + ", " + Literal(rule.Reason ?? owner.Reason ?? PolicyText.ApproveReason(owner.Name)) + ")",
                         _ => Allow(entry, Literal(rule.Pointer)),
                     };
 
@@ -1012,7 +1010,7 @@ public sealed partial class PolicyGenerator
                     w.Line("return " + entry.Action switch
                     {
                         ToolAction.Deny => DecisionType + ".Deny(" + pointer + ", " + Literal(entry.Reason ?? PolicyText.DenyReason(entry.Name)) + ")",
-                        ToolAction.Approve => DecisionType + ".ApprovalRequired(" + pointer + ", " + Literal(entry.Reason ?? PolicyText.ApproveReason(entry.Name)) + ")",
+                        ToolAction.Approve => "approved ? " + Allow(entry, pointer) + " : " + DecisionType + ".ApprovalRequired(" + pointer + ", " + Literal(entry.Reason ?? PolicyText.ApproveReason(entry.Name)) + ")",
                         _ => Allow(entry, pointer),
                     } + ";");
                 }

@@ -10,7 +10,7 @@ namespace PolicyCompiler.Policy.Runtime;
 public static class LimitArguments
 {
     /// <summary>
-    /// The text of a key value: a string decoded (its raw escaped text when it cannot be decoded),
+    /// The text of a key value: a string decoded (its raw escaped text when an escape is malformed),
     /// any other JSON value as written. A missing key, and a key behind a duplicated property
     /// (ambiguous), count under the empty key.
     /// </summary>
@@ -21,26 +21,20 @@ public static class LimitArguments
             case PolicyValueKind.Missing:
             case PolicyValueKind.Ambiguous:
                 return string.Empty;
-            case PolicyValueKind.String:
-                if (value.Text is { } text)
-                {
-                    return text;
-                }
-
-                Span<byte> scratch = stackalloc byte[JsonText.StackBytes];
-                byte[]? rented = null;
+            case PolicyValueKind.String when value.Text is { } text:
+                return text;
+            case PolicyValueKind.String when value.HasEscapes:
+                // Unescaping never lengthens the text, so Raw.Length bytes suffice.
+                byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(value.Raw.Length);
                 try
                 {
-                    return JsonText.TryGetUtf8(value, scratch, ref rented, out ReadOnlySpan<byte> utf8)
-                        ? Encoding.UTF8.GetString(utf8)
+                    return JsonText.TryUnescape(value.Raw, buffer, out int written)
+                        ? Encoding.UTF8.GetString(buffer, 0, written)
                         : Encoding.UTF8.GetString(value.Raw);
                 }
                 finally
                 {
-                    if (rented is not null)
-                    {
-                        System.Buffers.ArrayPool<byte>.Shared.Return(rented);
-                    }
+                    System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
                 }
 
             default:

@@ -50,8 +50,7 @@ internal static class InMemoryCompiler
             new CSharpCompilationOptions(
                 OutputKind.DynamicallyLinkedLibrary,
                 optimizationLevel: OptimizationLevel.Release,
-                nullableContextOptions: NullableContextOptions.Enable,
-                generalDiagnosticOption: ReportDiagnostic.Error));
+                nullableContextOptions: NullableContextOptions.Enable));
 
     /// <summary>Compiles <paramref name="compilation"/>; fails the test with every diagnostic (warnings included) when it does not build cleanly.</summary>
     public static Assembly Load(Compilation compilation, out AssemblyLoadContext context)

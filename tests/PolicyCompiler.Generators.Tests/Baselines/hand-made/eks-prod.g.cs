@@ -115,11 +115,11 @@ namespace PolicyCompiler.Generated
             {
                 case Route.Hidden0: return Decision.Deny("/hide/0", "tool is hidden by policy");
                 case Route.Hidden1: return Decision.Deny("/hide/1", "tool is hidden by policy");
-                case Route.Tool0_Any: return EvaluateTool0_Any(in call);
-                case Route.Tool1_CreateCodeConnection: return EvaluateTool1_CreateCodeConnection(in call);
-                case Route.Tool2_DeleteAny: return EvaluateTool2_DeleteAny(in call);
-                case Route.Tool3_Describe_luster: return EvaluateTool3_Describe_luster(in call);
-                case Route.Tool4_GetAnySecret: return EvaluateTool4_GetAnySecret(in call);
+                case Route.Tool0_Any: return EvaluateTool0_Any(in call, approved: false);
+                case Route.Tool1_CreateCodeConnection: return EvaluateTool1_CreateCodeConnection(in call, approved: false);
+                case Route.Tool2_DeleteAny: return EvaluateTool2_DeleteAny(in call, approved: false);
+                case Route.Tool3_Describe_luster: return EvaluateTool3_Describe_luster(in call, approved: false);
+                case Route.Tool4_GetAnySecret: return EvaluateTool4_GetAnySecret(in call, approved: false);
                 default: return Decision.Deny("/default", "tool is not allowed by this policy");
             }
         }
@@ -131,11 +131,11 @@ namespace PolicyCompiler.Generated
             {
                 case Route.Hidden0: return Decision.Deny("/hide/0", "tool is hidden by policy");
                 case Route.Hidden1: return Decision.Deny("/hide/1", "tool is hidden by policy");
-                case Route.Tool0_Any: return ReserveTool0_Any(in call, "/tools/*");
-                case Route.Tool1_CreateCodeConnection: return ReserveTool1_CreateCodeConnection(in call, "/tools/CreateCodeConnection");
-                case Route.Tool2_DeleteAny: return ReserveTool2_DeleteAny(in call, "/tools/Delete*");
-                case Route.Tool3_Describe_luster: return ReserveTool3_Describe_luster(in call, "/tools/Describe?luster");
-                case Route.Tool4_GetAnySecret: return ReserveTool4_GetAnySecret(in call, "/tools/Get*Secret");
+                case Route.Tool0_Any: return EvaluateTool0_Any(in call, approved: true);
+                case Route.Tool1_CreateCodeConnection: return EvaluateTool1_CreateCodeConnection(in call, approved: true);
+                case Route.Tool2_DeleteAny: return EvaluateTool2_DeleteAny(in call, approved: true);
+                case Route.Tool3_Describe_luster: return EvaluateTool3_Describe_luster(in call, approved: true);
+                case Route.Tool4_GetAnySecret: return EvaluateTool4_GetAnySecret(in call, approved: true);
                 default: return Decision.Deny("/default", "tool is not allowed by this policy");
             }
         }
@@ -162,10 +162,10 @@ namespace PolicyCompiler.Generated
         //   allow when "args.path" regex "^/data/[a-z]+$" ["/tools/*/rules/2"]
         //   otherwise allow
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
-        private Decision EvaluateTool0_Any(in ToolCall call)
+        private Decision EvaluateTool0_Any(in ToolCall call, bool approved)
         {
             if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return approved ? ReserveTool0_Any(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
             if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool0_Any(in call, "/tools/*/rules/2");
             return ReserveTool0_Any(in call, "/tools/*");
         }
@@ -194,10 +194,10 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
         //   when allowed: at most 30 per 60 s per grant on counter "createcodeconnection_rate" ["/tools/CreateCodeConnection/limits/0"]
-        private Decision EvaluateTool1_CreateCodeConnection(in ToolCall call)
+        private Decision EvaluateTool1_CreateCodeConnection(in ToolCall call, bool approved)
         {
             if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return approved ? ReserveTool1_CreateCodeConnection(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
             if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool1_CreateCodeConnection(in call, "/tools/*/rules/2");
             return ReserveTool1_CreateCodeConnection(in call, "/tools/CreateCodeConnection");
         }
@@ -227,12 +227,12 @@ namespace PolicyCompiler.Generated
         //   allow when "args.path" regex "^/data/[a-z]+$" ["/tools/*/rules/2"]
         //   otherwise approve ("deletes need a human")
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
-        private Decision EvaluateTool2_DeleteAny(in ToolCall call)
+        private Decision EvaluateTool2_DeleteAny(in ToolCall call, bool approved)
         {
             if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return approved ? ReserveTool2_DeleteAny(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
             if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool2_DeleteAny(in call, "/tools/*/rules/2");
-            return Decision.ApprovalRequired("/tools/Delete*/action", "deletes need a human");
+            return approved ? ReserveTool2_DeleteAny(in call, "/tools/Delete*/action") : Decision.ApprovalRequired("/tools/Delete*/action", "deletes need a human");
         }
 
         /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
@@ -258,10 +258,10 @@ namespace PolicyCompiler.Generated
         //   allow when "args.path" regex "^/data/[a-z]+$" ["/tools/*/rules/2"]
         //   otherwise allow
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
-        private Decision EvaluateTool3_Describe_luster(in ToolCall call)
+        private Decision EvaluateTool3_Describe_luster(in ToolCall call, bool approved)
         {
             if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return approved ? ReserveTool3_Describe_luster(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
             if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool3_Describe_luster(in call, "/tools/*/rules/2");
             return ReserveTool3_Describe_luster(in call, "/tools/Describe?luster");
         }
@@ -289,10 +289,10 @@ namespace PolicyCompiler.Generated
         //   allow when "args.path" regex "^/data/[a-z]+$" ["/tools/*/rules/2"]
         //   otherwise deny
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
-        private Decision EvaluateTool4_GetAnySecret(in ToolCall call)
+        private Decision EvaluateTool4_GetAnySecret(in ToolCall call, bool approved)
         {
             if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return approved ? ReserveTool4_GetAnySecret(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
             if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool4_GetAnySecret(in call, "/tools/*/rules/2");
             return Decision.Deny("/tools/Get*Secret/action", "denied by policy entry 'Get*Secret'");
         }

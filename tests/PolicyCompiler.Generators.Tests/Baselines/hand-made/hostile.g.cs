@@ -97,9 +97,9 @@ namespace PolicyCompiler.Generated
             switch (Select(call.NameUtf8))
             {
                 case Route.Hidden0: return Decision.Deny("/hide/0", "tool is hidden by policy");
-                case Route.Tool0_System_Environment_Exit_1: return EvaluateTool0_System_Environment_Exit_1(in call);
-                case Route.Tool1_Any_Any: return EvaluateTool1_Any_Any(in call);
-                case Route.Tool2_caf_Any: return EvaluateTool2_caf_Any(in call);
+                case Route.Tool0_System_Environment_Exit_1: return EvaluateTool0_System_Environment_Exit_1(in call, approved: false);
+                case Route.Tool1_Any_Any: return EvaluateTool1_Any_Any(in call, approved: false);
+                case Route.Tool2_caf_Any: return EvaluateTool2_caf_Any(in call, approved: false);
                 default: return Decision.Deny("/default", "\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800");
             }
         }
@@ -110,9 +110,9 @@ namespace PolicyCompiler.Generated
             switch (Select(call.NameUtf8))
             {
                 case Route.Hidden0: return Decision.Deny("/hide/0", "tool is hidden by policy");
-                case Route.Tool0_System_Environment_Exit_1: return Decision.Allow("/tools/\"); System.Environment.Exit(1); ~1~1");
-                case Route.Tool1_Any_Any: return ReserveTool1_Any_Any(in call, "/tools/*~1*");
-                case Route.Tool2_caf_Any: return Decision.Allow("/tools/caf\u00E9\uD83D\uDE00*");
+                case Route.Tool0_System_Environment_Exit_1: return EvaluateTool0_System_Environment_Exit_1(in call, approved: true);
+                case Route.Tool1_Any_Any: return EvaluateTool1_Any_Any(in call, approved: true);
+                case Route.Tool2_caf_Any: return EvaluateTool2_caf_Any(in call, approved: true);
                 default: return Decision.Deny("/default", "\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800");
             }
         }
@@ -132,7 +132,7 @@ namespace PolicyCompiler.Generated
 
         // Tool "\"); System.Environment.Exit(1); //" ("/tools/\"); System.Environment.Exit(1); ~1~1"):
         //   deny ("\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800")
-        private Decision EvaluateTool0_System_Environment_Exit_1(in ToolCall call)
+        private Decision EvaluateTool0_System_Environment_Exit_1(in ToolCall call, bool approved)
         {
             return Decision.Deny("/tools/\"); System.Environment.Exit(1); ~1~1/action", "\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800");
         }
@@ -141,7 +141,7 @@ namespace PolicyCompiler.Generated
         //   deny when "args.a\"b.*/" eq "\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800" ("\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800") ["/tools/*~1*/rules/0"]
         //   otherwise allow
         //   when allowed: at most 3 per 60 s per grant on counter "\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800" ["/tools/*~1*/limits/0"]
-        private Decision EvaluateTool1_Any_Any(in ToolCall call)
+        private Decision EvaluateTool1_Any_Any(in ToolCall call, bool approved)
         {
             if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), new global::System.ReadOnlySpan<byte>(new byte[] { 0x22, 0x29, 0x3B, 0x20, 0x53, 0x79, 0x73, 0x74, 0x65, 0x6D, 0x2E, 0x45, 0x6E, 0x76, 0x69, 0x72, 0x6F, 0x6E, 0x6D, 0x65, 0x6E, 0x74, 0x2E, 0x45, 0x78, 0x69, 0x74, 0x28, 0x31, 0x29, 0x3B, 0x20, 0x2F, 0x2F, 0x20, 0x2A, 0x2F, 0x20, 0x2F, 0x2A, 0x20, 0x5C, 0x20, 0x0A, 0x0D, 0x09, 0x20, 0xC3, 0xA9, 0xE4, 0xB8, 0xAD, 0xF0, 0x9F, 0x98, 0x80, 0x20, 0xE2, 0x80, 0xA8, 0x20, 0x3C, 0x62, 0x3E, 0x26, 0x61, 0x6D, 0x70, 0x3B, 0x3C, 0x2F, 0x62, 0x3E, 0x20, 0x22, 0x20, 0x5C, 0x22, 0x20, 0xEF, 0xBF, 0xBD, })), ToolAction.Deny)) return Decision.Deny("/tools/*~1*/rules/0", "\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800");
             return ReserveTool1_Any_Any(in call, "/tools/*~1*");
@@ -166,9 +166,9 @@ namespace PolicyCompiler.Generated
 
         // Tools matching "caf\u00E9\uD83D\uDE00*" ("/tools/caf\u00E9\uD83D\uDE00*"):
         //   approve ("\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800")
-        private Decision EvaluateTool2_caf_Any(in ToolCall call)
+        private Decision EvaluateTool2_caf_Any(in ToolCall call, bool approved)
         {
-            return Decision.ApprovalRequired("/tools/caf\u00E9\uD83D\uDE00*/action", "\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800");
+            return approved ? Decision.Allow("/tools/caf\u00E9\uD83D\uDE00*/action") : Decision.ApprovalRequired("/tools/caf\u00E9\uD83D\uDE00*/action", "\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800");
         }
 
         /// <summary>Room for the counter requests of one call, on the stack.</summary>
