@@ -33,15 +33,28 @@ foreach (var step in scenario)
     var arguments = step["arguments"]?.Deserialize<Dictionary<string, object?>>() ?? [];
     int repeat = (int?)step["repeat"] ?? 1;
     if (step["note"] is { } note) Console.WriteLine($"# {note}");
-    for (int i = 1; i <= repeat; i++)
+    // Consecutive calls with the same outcome are printed once, with their range (#1-#30).
+    int first = 1;
+    string? previous = null;
+    for (int i = 1; i <= repeat + 1; i++)
     {
-        var result = await client.CallToolAsync(tool, arguments);
-        var text = string.Concat(result.Content.OfType<TextContentBlock>().Select(t => t.Text));
-        var decision = result.Meta?["policycompiler/decision"];
-        string verdict = decision is null ? "forwarded" : (string?)decision["decision"] ?? "?";
-        if (decision is null) allowed++; else blocked++;
-        string counter = repeat > 1 ? $" #{i}" : "";
-        Console.WriteLine($"  {tool}{counter} {JsonSerializer.Serialize(arguments)} → {verdict}: {Shorten(text)}");
+        string? line = null;
+        if (i <= repeat)
+        {
+            var result = await client.CallToolAsync(tool, arguments);
+            var decision = result.Meta?["policycompiler/decision"];
+            if (decision is null) allowed++; else blocked++;
+            string verdict = decision is null ? "forwarded" : (string?)decision["decision"] ?? "?";
+            string text = string.Concat(result.Content.OfType<TextContentBlock>().Select(t => t.Text));
+            line = $"{verdict}: {Shorten(text)}";
+        }
+        if (previous is not null && line != previous)
+        {
+            string range = repeat == 1 ? "" : first == i - 1 ? $" #{first}" : $" #{first}-#{i - 1}";
+            Console.WriteLine($"  {tool}{range} {JsonSerializer.Serialize(arguments)}\n    → {previous}");
+            first = i;
+        }
+        previous = line;
     }
     Console.WriteLine();
 }
