@@ -144,7 +144,7 @@ public class EquivalenceTests
     public sealed record Call(string Tool, string Args, string Grant, string Session, int AdvanceSeconds, bool Commit, bool ViaReserveLimits);
 
     private static readonly Gen<string> GenArgs =
-        Gen.Select(Gen.OneOfConst(ArgValues).Array[5], Gen.Int[0, 63], Gen.Int[0, 9],
+        Gen.Select(Gen.OneOfConst(ArgValues).Array[5], Gen.Int[0, 63], Gen.Int[0, 7],
             (values, present, shape) =>
             {
                 if (shape == 0) return "";          // no arguments at all
