@@ -11,6 +11,8 @@ public static class Program
     {
         var root = new RootCommand("policyc: check, explain, test, build and run MCP gateway policies (docs/policy-language.md)");
         root.Subcommands.Add(CheckCommand.Create());
+        root.Subcommands.Add(RunCommand.Create());
+        root.Subcommands.Add(BuildCommand.Create());
         root.Subcommands.Add(ExplainCommand.Create());
         root.Subcommands.Add(TestCommand.Create());
         return root;
