@@ -185,3 +185,35 @@ public class GeneratorTests
         }
     }
 }
+
+/// <summary>Disagreements the equivalence test found once, kept as fixed examples.</summary>
+public class EquivalenceRegressionTests
+{
+    // `in []` / `not_in []` on a value behind a duplicated key: Unknown (fail closed), so a deny rule
+    // fires and an allow rule does not, on both evaluators. The interpreter answered False / True.
+    [Theory]
+    [InlineData("in", "deny", DecisionKind.Deny)]
+    [InlineData("not_in", "allow", DecisionKind.Deny)]
+    [InlineData("in", "allow", DecisionKind.Deny)]
+    public void Valid_EmptyList_AmbiguousValue_IsUnknownOnBothSides(string op, string action, DecisionKind expected)
+    {
+        string json = $$"""{ "version": "1", "tools": { "A": { "action": "deny", "rules": [ { "when": { "args.a": { "{{op}}": [] } }, "action": "{{action}}", "reason": "r" } ] } } }""";
+        var policy = PolicyCompiler.Policy.Language.PolicyParser.Parse("p.json", Encoding.UTF8.GetBytes(json)).Policy!;
+        var (_, output, _) = GeneratorHarness.Run("/p/p.json", json);
+        var assembly = InMemoryCompiler.Load(output, out var context);
+        try
+        {
+            var compiled = InMemoryCompiler.Create(assembly, "PPolicyEvaluator", new PolicyEvaluatorOptions());
+            var interpreter = new PolicyCompiler.Policy.Interpretation.PolicyInterpreter(policy);
+            var call = new ToolCall("A"u8, """{"a":1,"a":2}"""u8, "g", "s");
+            Decision fromInterpreter = interpreter.Evaluate(call), fromCompiled = compiled.Evaluate(call);
+            Assert.Equal(expected, fromInterpreter.Kind);
+            Assert.Equal(fromInterpreter.Kind, fromCompiled.Kind);
+            Assert.Equal(fromInterpreter.Rule, fromCompiled.Rule);
+        }
+        finally
+        {
+            context.Unload();
+        }
+    }
+}

@@ -191,6 +191,9 @@ internal abstract class CompiledCondition
         // in: eq against any element, in Kleene OR (an empty list holds for nothing).
         private Truth In(in PolicyValue value)
         {
+            // A value behind a duplicated key is Unknown for every test, even against an empty list
+            // (docs/policy-language.md, "Fail-closed conditions").
+            if (value.Kind == PolicyValueKind.Ambiguous) return Truth.Unknown;
             Truth result = Truth.False;
             foreach (var item in _operand.Items)
             {

@@ -33,11 +33,17 @@ public static class ArgumentLookup
         var reader = new Utf8JsonReader(json, ReaderOptions);
         if (!reader.Read()) return PolicyValue.Ambiguous;
 
-        // Validate the whole document once: a later byte we never look at could still make the
-        // message invalid, and a server that reads it differently must not get past the policy.
-        var whole = reader;
-        whole.Skip();
-        if (whole.Read()) return PolicyValue.Ambiguous; // trailing content (the reader throws first, normally)
+        // The whole document must be valid: a byte we never look at could still make the message
+        // invalid, and a server that reads it differently must not get past the policy. A first
+        // property step scans the entire root object anyway (to catch duplicates), which validates
+        // it; otherwise validate in a separate pass.
+        bool scansRoot = steps.Length > 0 && steps[0].PropertyUtf8 is not null && reader.TokenType == JsonTokenType.StartObject;
+        if (!scansRoot)
+        {
+            var whole = reader;
+            whole.Skip();
+            if (whole.Read()) return PolicyValue.Ambiguous; // trailing content (the reader throws first, normally)
+        }
 
         for (int s = 0; s < steps.Length; s++)
         {
@@ -45,7 +51,7 @@ public static class ArgumentLookup
             if (step.PropertyUtf8 is { } name)
             {
                 if (reader.TokenType != JsonTokenType.StartObject) return PolicyValue.Missing;
-                if (!FindProperty(ref reader, name, out bool ambiguous))
+                if (!FindProperty(ref reader, name, checkTrailing: s == 0, out bool ambiguous))
                 {
                     return ambiguous ? PolicyValue.Ambiguous : PolicyValue.Missing;
                 }
@@ -61,7 +67,7 @@ public static class ArgumentLookup
 
     // Leaves the reader on the value of the one property called `name`; scans the whole object so a
     // second copy of the name is noticed.
-    private static bool FindProperty(ref Utf8JsonReader reader, byte[] name, out bool ambiguous)
+    private static bool FindProperty(ref Utf8JsonReader reader, byte[] name, bool checkTrailing, out bool ambiguous)
     {
         ambiguous = false;
         Utf8JsonReader found = default;
@@ -76,6 +82,12 @@ public static class ArgumentLookup
             }
             reader.Read();
             reader.Skip();
+        }
+        // At the root's end: nothing may follow (Read throws on garbage, returns true on a second value).
+        if (checkTrailing && reader.Read())
+        {
+            ambiguous = true;
+            return false;
         }
         if (matches != 1)
         {
