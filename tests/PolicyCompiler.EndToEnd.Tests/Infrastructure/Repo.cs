@@ -1,3 +1,5 @@
+using System.Reflection;
+
 namespace PolicyCompiler.EndToEnd.Tests.Infrastructure;
 
 /// <summary>Paths inside the repository and the test output.</summary>
@@ -8,7 +10,7 @@ internal static class Repo
 
     /// <summary>The build configuration the tests were built with (Debug/Release).</summary>
     public static string Configuration { get; } =
-        Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(AppContext.BaseDirectory.TrimEnd('/')))!)!;
+        typeof(Repo).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()!.Configuration;
 
     /// <summary>The EKS-like sample server's entry assembly.</summary>
     public static string EksLikeServerDll =>
