@@ -505,7 +505,10 @@ public sealed partial class PolicyGenerator
 
                 // Routes: which block decides a tool name.
                 w.Line("/// <summary>The block that decides a tool (spec steps 1-2, resolved at build time where the name is known).</summary>");
-                w.Open("private enum Route : byte");
+                // A byte keeps the switch tables small; a policy with more than 255 entries and hide
+                // patterns needs a wider type (the values are Default, then one per hide pattern and entry).
+                int routeCount = 1 + _policy.Hide.Count + _entries.Length;
+                w.Open(routeCount <= 256 ? "private enum Route : byte" : "private enum Route : int");
                 w.Line("Default,");
                 for (int i = 0; i < _policy.Hide.Count; i++)
                 {

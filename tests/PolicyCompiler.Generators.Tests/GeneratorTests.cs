@@ -119,6 +119,35 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void Valid_MoreEntriesThanAByteCanRoute_CompilesAndDecides()
+    {
+        // 300 entries: the route enum no longer fits in a byte (found by the 500-tool benchmark policy).
+        var tools = new StringBuilder();
+        for (int i = 0; i < 300; i++)
+        {
+            tools.Append(i == 0 ? "" : ",").Append("\"tool_").Append(i.ToString("000", System.Globalization.CultureInfo.InvariantCulture)).Append("\": {}");
+        }
+
+        string policy = "{ \"version\": \"1\", \"default\": \"deny\", \"tools\": { " + tools + " } }";
+        var (_, output, diagnostics) = GeneratorHarness.Run("/p/wide.json", policy);
+        Assert.Empty(diagnostics);
+        var assembly = InMemoryCompiler.Load(output, out var context);
+        try
+        {
+            var create = assembly.GetType("PolicyCompiler.Generated.CompiledPolicy")!.GetMethod("Create")!;
+            var evaluator = (IPolicyEvaluator)create.Invoke(null, [new PolicyEvaluatorOptions()])!;
+            var last = evaluator.Evaluate(new ToolCall("tool_299"u8, "{}"u8, "agent", "s1"));
+            Assert.Equal(DecisionKind.Allow, last.Kind);
+            Assert.Equal("/tools/tool_299", last.Rule);
+            Assert.Equal("/default", evaluator.Evaluate(new ToolCall("tool_300"u8, "{}"u8, "agent", "s1")).Rule);
+        }
+        finally
+        {
+            context.Unload();
+        }
+    }
+
+    [Fact]
     public void Valid_UnmarkedAdditionalFile_IsNotRead()
     {
         GeneratorDriver driver = GeneratorHarness.CreateDriver(
