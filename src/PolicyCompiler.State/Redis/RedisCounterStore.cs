@@ -93,6 +93,36 @@ public sealed class RedisCounterStore : ICounterStore, IDisposable
         get { lock (_lock) return _open.Count; }
     }
 
+    /// <summary>The amount counted in a counter's window at <paramref name="now"/>.</summary>
+    public double GetCount(string counter, string scopeKey, string? argumentKey, long windowSeconds, WindowAlignment alignment, DateTimeOffset now)
+    {
+        var request = new CounterRequest(counter, windowSeconds, alignment, scopeKey, argumentKey, 1, double.MaxValue);
+        string identity = CounterIdentity.Format(string.Empty, request);
+        long windowTicks = CounterIdentity.WindowTicks(windowSeconds);
+        long nowTicks = now.UtcTicks;
+        RedisKey key;
+        RedisValue cutoff;
+        if (alignment == WindowAlignment.Calendar)
+        {
+            key = string.Concat(_prefix, "k:", identity, "#", Number(CounterIdentity.CalendarWindowIndex(nowTicks, windowTicks)));
+            cutoff = string.Empty;
+        }
+        else
+        {
+            key = string.Concat(_prefix, "z:", identity);
+            cutoff = Number(nowTicks - windowTicks - Epoch);
+        }
+
+        try
+        {
+            return double.Parse((string)_database.ScriptEvaluate(RedisScripts.Count, [key], [cutoff])!, CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (IsStoreFailure(e))
+        {
+            throw Fail(e);
+        }
+    }
+
     /// <inheritdoc/>
     public bool TryReserve(
         ReadOnlySpan<CounterRequest> requests,

@@ -56,6 +56,8 @@ internal static class RedisScripts
               end
               -- Float dust from removals cannot survive an empty window.
               if redis.call('ZCARD', key) == 0 then sum = 0 end
+              -- Written now, not only on admission: a refusal must not leave the pruned amounts counted.
+              if #gone > 0 then redis.call('SET', sumKey, num(sum), 'KEEPTTL') end
               s.sum = sum
             end
             state[key] = s
@@ -119,5 +121,18 @@ internal static class RedisScripts
           end
         end
         return 1
+        """;
+
+    /// <summary>
+    /// Count (diagnostics and tests): KEYS[1] = a sliding window's sorted set or a calendar window's key;
+    /// ARGV[1] = the cutoff (entries after it count) or '' for a calendar window. Returns the sum as text.
+    /// </summary>
+    public const string Count = """
+        if ARGV[1] == '' then return string.format('%.17g', tonumber(redis.call('GET', KEYS[1]) or '0')) end
+        local total = 0
+        for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')) do
+          total = total + tonumber(string.match(m, ':([^:]*)$'))
+        end
+        return string.format('%.17g', total)
         """;
 }
