@@ -426,7 +426,8 @@ internal static class PolicyValidator
             if (warned || !entry.IsPattern || PolicyPatterns.IsLayer(entry.Name)) continue;
             foreach (var other in policy.Tools)
             {
-                if (ReferenceEquals(other, entry) || !other.IsPattern) continue;
+                // The '*' layer is never selected, so it shadows no entry ('**' is still chosen).
+                if (ReferenceEquals(other, entry) || !other.IsPattern || PolicyPatterns.IsLayer(other.Name)) continue;
                 if (PolicyPatterns.CompareSpecificity(other.Name, entry.Name) < 0 && PolicyPatterns.Covers(other.Name, entry.Name))
                 {
                     Report(report, spans, PolicyDiagnostics.EntryNeverSelected, entry.Pointer, entry.Name,

@@ -345,7 +345,9 @@ public class PolicyDiagnosticTests
             """);
         Assert.Equal(new[] { (2, 23), (2, 42), (2, 57) }, result.Diagnostics.Where(d => d.Id == "PC0024").Select(d => (d.Line, d.Column)));
         Assert.Null(result.Policy);
-        // Only the key exactly '*' is the layer: '**' and 'Delete*' are ordinary entries.
+        // Only the key exactly '*' is the layer: '**' and 'Delete*' are ordinary entries, and the
+        // layer shadows neither (no PC0102: '*' is never selected).
+        ParseValid("{ 'version': '1', 'tools': { '*': { }, '**': { 'action': 'deny' } } }");
         ParseValid("{ 'version': '1', 'tools': { '**': { 'action': 'deny', 'reason': 'r', 'hide': false }, 'Delete*': { 'action': 'approve' } } }");
         // The layer's own rules and limits are what it is for.
         var policy = ParseValid("{ 'version': '1', 'tools': { '*': { 'rules': [ { 'action': 'deny' } ], 'limits': [ { 'counter': 'c', 'window': 60, 'max': 1 } ] } } }");
