@@ -24,11 +24,8 @@ public enum DecisionCase
     /// <summary>eks.json <c>get_pod_logs</c> with its log-read limit full: rate limited, nothing reserved.</summary>
     RateLimited,
 
-    /// <summary>eks.json, a tool it does not name: the <c>*</c> entry denies it.</summary>
-    UnknownToolEks,
-
-    /// <summary>bench.json, a tool it does not name: the default denies it (<c>/default</c>).</summary>
-    UnknownToolDefault,
+    /// <summary>eks.json, a tool it does not name: the <c>*</c> layer has no rules, the default denies it (<c>/default</c>).</summary>
+    UnknownTool,
 
     /// <summary>wide-500.json <c>update_trail</c>: the last of the 73 names of the most common length (worst case of the name switch).</summary>
     Wide500Lookup,

@@ -96,10 +96,8 @@ public sealed class DecisionScenario
                 return new(Bench(kind, Stepping()), "deploy_stack", """{"cluster_name":"prod-eu-12","template":"web"}""", DecisionKind.Allow, "/tools/deploy_stack/rules/0");
             case DecisionCase.RateLimited:
                 return RateLimited(kind);
-            case DecisionCase.UnknownToolEks:
-                return new(Eks(kind, Stepping()), "delete_cluster", """{"name":"prod-eu-1"}""", DecisionKind.Deny, "/tools/*/action");
-            case DecisionCase.UnknownToolDefault:
-                return new(Bench(kind, Stepping()), "delete_cluster", """{"name":"prod-eu-1"}""", DecisionKind.Deny, "/default");
+            case DecisionCase.UnknownTool:
+                return new(Eks(kind, Stepping()), "delete_cluster", """{"name":"prod-eu-1"}""", DecisionKind.Deny, "/default");
             case DecisionCase.Wide500Lookup:
                 return new(Wide(kind, Stepping()), "update_trail", """{"name":"audit"}""", DecisionKind.Allow, "/tools/update_trail");
             default:
