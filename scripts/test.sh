@@ -8,4 +8,4 @@ if [ ! -d tests/servers-npm/node_modules ] || [ tests/servers-npm/package-lock.j
   (cd tests/servers-npm && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-dotnet test PolicyCompiler.sln -c Release --logger "console;verbosity=normal" "$@"
+dotnet test PolicyCompiler.sln -c Release "$@"
