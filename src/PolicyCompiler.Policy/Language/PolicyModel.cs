@@ -230,7 +230,7 @@ public sealed record ToolEntry(
 /// <param name="Mode">Enforce or shadow.</param>
 /// <param name="Hide">Top-level <c>hide</c> list: names and patterns removed from tools/list and denied on call.</param>
 /// <param name="Tools">The tool entries in file order.</param>
-/// <param name="Sha256">Lower-case hex SHA-256 of the policy file's bytes.</param>
+/// <param name="Sha256">Lower-case hex SHA-256 of the policy file's UTF-8 bytes without a leading byte-order mark.</param>
 /// <param name="SourceText">The policy file's text, exactly as read (printed by <c>GATEWAY policy</c>).</param>
 public sealed record PolicyDocument(
     string Version,
