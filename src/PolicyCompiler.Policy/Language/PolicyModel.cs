@@ -198,7 +198,11 @@ public sealed record PolicyLimit(
     string Reason,
     string Pointer);
 
-/// <summary>An entry of <c>tools</c>: an exact tool name or a pattern.</summary>
+/// <summary>
+/// An entry of <c>tools</c>: an exact tool name or a pattern. The entry keyed exactly <c>*</c> is the
+/// layer (<see cref="PolicyPatterns.IsLayer"/>): never selected, only its rules and limits are used,
+/// and its action is always allow, reason null and hidden false (the reader rejects them, PC0024).
+/// </summary>
 /// <param name="Name">The key as written (decoded): an exact name, or a glob pattern with <c>*</c>/<c>?</c>.</param>
 /// <param name="IsPattern">Whether <paramref name="Name"/> contains wildcards.</param>
 /// <param name="Action">The entry's action when no rule decides (allow when absent).</param>
