@@ -36,7 +36,8 @@ public sealed class RunCommandTests : IDisposable
     {
         File.WriteAllText(PolicyFile, Policy);
         return PolicycProcess.Start(
-            ["run", PolicyFile, .. options, "--", "dotnet", PolicycProcess.EksLikeServerDll],
+            // Counters in memory: the default store is a per-user file shared with every other gateway run.
+            ["run", PolicyFile, "--state", "memory", .. options, "--", "dotnet", PolicycProcess.EksLikeServerDll],
             new Dictionary<string, string> { ["EKS_LIKE_SERVER_CALL_LOG"] = CallLog });
     }
 
@@ -96,7 +97,7 @@ public sealed class RunCommandTests : IDisposable
     public async Task UpstreamExitWhileTheClientIsConnected_AnswersPendingRequests_AndExits1()
     {
         File.WriteAllText(PolicyFile, Policy);
-        await using PolicycProcess gateway = PolicycProcess.Start(["run", PolicyFile, "--", "sh", "-c", "head -n 1 >/dev/null; exit 0"]);
+        await using PolicycProcess gateway = PolicycProcess.Start(["run", PolicyFile, "--state", "memory", "--", "sh", "-c", "head -n 1 >/dev/null; exit 0"]);
         await gateway.SendAsync("""{"jsonrpc":"2.0","id":1,"method":"ping"}""");
 
         JsonObject response = await gateway.ReadResponseAsync(1);
@@ -115,7 +116,7 @@ public sealed class RunCommandTests : IDisposable
 
         File.WriteAllText(PolicyFile, Policy);
         string pidFile = Path.Combine(_directory, "server.pid");
-        await using PolicycProcess gateway = PolicycProcess.Start(["run", PolicyFile, "--", "sh", "-c", $"echo $$ > '{pidFile}'; exec sleep 300"]);
+        await using PolicycProcess gateway = PolicycProcess.Start(["run", PolicyFile, "--state", "memory", "--", "sh", "-c", $"echo $$ > '{pidFile}'; exec sleep 300"]);
         int server = await WaitForPidFileAsync(pidFile);
 
         // The launcher exec'd the server: the gateway's child is the server itself, same pid.
@@ -132,7 +133,7 @@ public sealed class RunCommandTests : IDisposable
         File.WriteAllText(PolicyFile, Policy);
         string pidFile = Path.Combine(_directory, "server.pid");
         await using PolicycProcess gateway = PolicycProcess.Start(
-            ["run", PolicyFile, "--shutdown-grace", "1", "--", "sh", "-c", $"trap '' TERM; echo $$ > '{pidFile}'; while :; do sleep 1; done"]);
+            ["run", PolicyFile, "--state", "memory", "--shutdown-grace", "1", "--", "sh", "-c", $"trap '' TERM; echo $$ > '{pidFile}'; while :; do sleep 1; done"]);
         int server = await WaitForPidFileAsync(pidFile);
 
         using (Process kill = Process.Start("kill", ["-TERM", gateway.Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
