@@ -23,6 +23,9 @@ public sealed partial class PolicyGenerator
         // PolicyText, the language's one place for them, so interpreter and evaluator print the same.
         private const string HiddenReason = PolicyText.HiddenReason;
 
+        /// <summary>The rule pointer of a decision by <c>default</c>.</summary>
+        private const string DefaultPointer = "/default";
+
         // Runtime and language types are named through file-local aliases of their global:: names
         // (see Aliases), which keeps the generated conditions readable.
         private const string Runtime = "";
@@ -255,8 +258,8 @@ public sealed partial class PolicyGenerator
         private sealed class Plan
         {
             private readonly PolicyDocument _policy;
-            private readonly ToolEntry[] _entries;                  // ordinal order of the key
-            private readonly ToolEntry? _star;                      // the `*` layer, if any
+            private readonly ToolEntry[] _entries;                  // selectable entries (not `*`), ordinal order of the key
+            private readonly ToolEntry? _layer;                     // the `*` layer W, if any: never selected, applies to every call
             private readonly ToolEntry[] _patternsBySpecificity;    // pattern entries, most specific first
             private readonly Dictionary<ToolEntry, string> _entryNames = new();
             private readonly List<string> _staticFields = new();
@@ -269,17 +272,24 @@ public sealed partial class PolicyGenerator
             {
                 _policy = policy;
                 ClassName = className;
-                _entries = policy.Tools.AsSpan().ToArray();
-                Array.Sort(_entries, static (a, b) => string.CompareOrdinal(a.Name, b.Name));
-                for (int i = 0; i < _entries.Length; i++)
+                ToolEntry[] all = policy.Tools.AsSpan().ToArray();
+                Array.Sort(all, static (a, b) => string.CompareOrdinal(a.Name, b.Name));
+                var selectable = new List<ToolEntry>(all.Length);
+                for (int i = 0; i < all.Length; i++)
                 {
-                    _entryNames[_entries[i]] = "Tool" + i.ToString(CultureInfo.InvariantCulture)
-                        + (Identifier(_entries[i].Name) is { Length: > 0 } id ? "_" + id : string.Empty);
-                    if (_entries[i].Name == "*")
+                    _entryNames[all[i]] = "Tool" + i.ToString(CultureInfo.InvariantCulture)
+                        + (Identifier(all[i].Name) is { Length: > 0 } id ? "_" + id : string.Empty);
+                    if (PolicyPatterns.IsLayer(all[i].Name))
                     {
-                        _star = _entries[i];
+                        _layer = all[i];
+                    }
+                    else
+                    {
+                        selectable.Add(all[i]);
                     }
                 }
+
+                _entries = selectable.ToArray();
 
                 var patterns = new List<ToolEntry>();
                 foreach (ToolEntry entry in _entries)
@@ -448,6 +458,11 @@ public sealed partial class PolicyGenerator
                 }
 
                 w.Line("/// <list type=\"bullet\">");
+                if (_layer is not null)
+                {
+                    w.Line("/// <item>" + Xml(LayerSummary(_layer)) + "</item>");
+                }
+
                 for (int i = 0; i < _policy.Hide.Count; i++)
                 {
                     w.Line("/// <item>Hidden (denied, not listed): tools matching " + Xml(Text(_policy.Hide[i].Pattern)) + ".</item>");
@@ -461,6 +476,18 @@ public sealed partial class PolicyGenerator
                 w.Line("/// <item>Any other tool: " + (_policy.Default == DefaultAction.Allow ? "allowed" : "denied (" + Xml(Text(_policy.DefaultReason)) + ")") + ".</item>");
                 w.Line("/// </list>");
                 w.Line("/// </summary>");
+            }
+
+            private static string LayerSummary(ToolEntry layer)
+            {
+                var summary = new StringBuilder("Every tool not hidden (the \"*\" layer): ");
+                summary.Append(layer.Rules.Count).Append(layer.Rules.Count == 1 ? " rule" : " rules").Append(" checked first");
+                foreach (PolicyLimit limit in layer.Limits)
+                {
+                    summary.Append(", ").Append(LimitWords(limit));
+                }
+
+                return summary.Append('.').ToString();
             }
 
             private static string Summary(ToolEntry entry)
@@ -572,7 +599,7 @@ public sealed partial class PolicyGenerator
                     w.Line("case Route." + _entryNames[entry] + ": return Evaluate" + _entryNames[entry] + "(in call, approved: false);");
                 }
 
-                w.Line("default: return " + DefaultDecision() + ";");
+                w.Line("default: return " + DefaultDecision(approved: false) + ";");
                 w.Close();
                 w.Close();
                 w.Line();
@@ -592,7 +619,7 @@ public sealed partial class PolicyGenerator
                     w.Line("case Route." + _entryNames[entry] + ": return Evaluate" + _entryNames[entry] + "(in call, approved: true);");
                 }
 
-                w.Line("default: return " + DefaultDecision() + ";");
+                w.Line("default: return " + DefaultDecision(approved: true) + ";");
                 w.Close();
                 w.Close();
                 w.Line();
@@ -611,15 +638,22 @@ public sealed partial class PolicyGenerator
                     w.Line("case Route." + _entryNames[entry] + ": return " + Bool(IsListed(entry)) + ";");
                 }
 
-                w.Line("default: return " + Bool(_policy.Default == DefaultAction.Allow) + ";");
+                w.Line("default: return " + Bool(IsListed(null)) + ";");
                 w.Close();
                 w.Close();
 
-                // One block per entry.
+                // One block per entry, and one for tools no entry matches when the `*` layer has
+                // rules or limits for them too.
                 foreach (ToolEntry entry in _entries)
                 {
                     w.Line();
                     WriteEntry(w, entry);
+                }
+
+                if (_layer is not null)
+                {
+                    w.Line();
+                    WriteDefault(w);
                 }
 
                 if (_maxLimits > 0)
@@ -633,24 +667,29 @@ public sealed partial class PolicyGenerator
                 }
             }
 
-            private string DefaultDecision() => _policy.Default == DefaultAction.Allow
-                ? DecisionType + ".Allow(\"/default\")"
-                : DecisionType + ".Deny(\"/default\", " + Literal(_policy.DefaultReason) + ")";
+            /// <summary>The decision for a tool no entry matches: the default, or the block that adds the `*` layer to it.</summary>
+            private string DefaultDecision(bool approved) => _layer is not null
+                ? "EvaluateDefault(in call, approved: " + Bool(approved) + ")"
+                : DefaultActionDecision();
+
+            private string DefaultActionDecision() => _policy.Default == DefaultAction.Allow
+                ? Allow(null, Literal(DefaultPointer))
+                : DecisionType + ".Deny(" + Literal(DefaultPointer) + ", " + Literal(_policy.DefaultReason) + ")";
 
             /// <summary>
-            /// Whether a tool selecting <paramref name="entry"/> is listed (the interpreter's definition):
-            /// not when hidden; else the first rule of <c>W.rules ++ E.rules</c> that is unconditional
-            /// decides (listed unless deny), a conditional allow or approve rule lists it; else listed
-            /// unless the entry's action is deny.
+            /// Whether a tool selecting <paramref name="entry"/> (null: no entry matches) is listed, the
+            /// interpreter's definition: not when hidden; else the first rule of <c>W.rules ++ E.rules</c>
+            /// that is unconditional decides (listed unless deny), a conditional allow or approve rule
+            /// lists it; else listed unless the entry's action (or the default) is deny.
             /// </summary>
-            private bool IsListed(ToolEntry entry)
+            private bool IsListed(ToolEntry? entry)
             {
-                if (entry.Hidden)
+                if (entry is not null && entry.Hidden)
                 {
                     return false;
                 }
 
-                foreach ((PolicyRule rule, _) in Layer(entry))
+                foreach ((PolicyRule rule, _) in Rules(entry))
                 {
                     if (rule.When is null || rule.Action != ToolAction.Deny)
                     {
@@ -658,43 +697,50 @@ public sealed partial class PolicyGenerator
                     }
                 }
 
-                return entry.Action != ToolAction.Deny;
+                return entry is null ? _policy.Default == DefaultAction.Allow : entry.Action != ToolAction.Deny;
             }
 
-            /// <summary>The rules that apply to a tool selecting <paramref name="entry"/>: the `*` layer's, then its own.</summary>
-            private List<(PolicyRule Rule, ToolEntry Owner)> Layer(ToolEntry entry)
+            /// <summary>The rules that apply to a tool selecting <paramref name="entry"/> (null: no entry matches): the `*` layer's, then its own.</summary>
+            private List<(PolicyRule Rule, ToolEntry Owner)> Rules(ToolEntry? entry)
             {
                 var rules = new List<(PolicyRule, ToolEntry)>();
-                if (_star is not null && !ReferenceEquals(_star, entry))
+                if (_layer is not null)
                 {
-                    foreach (PolicyRule rule in _star.Rules)
+                    foreach (PolicyRule rule in _layer.Rules)
                     {
-                        rules.Add((rule, _star));
+                        rules.Add((rule, _layer));
                     }
                 }
 
-                foreach (PolicyRule rule in entry.Rules)
+                if (entry is not null)
                 {
-                    rules.Add((rule, entry));
+                    foreach (PolicyRule rule in entry.Rules)
+                    {
+                        rules.Add((rule, entry));
+                    }
                 }
 
                 return rules;
             }
 
-            private List<(PolicyLimit Limit, ToolEntry Owner)> Limits(ToolEntry entry)
+            /// <summary>The limits reserved for an allowed call selecting <paramref name="entry"/> (null: no entry matches): the `*` layer's, then its own.</summary>
+            private List<(PolicyLimit Limit, ToolEntry Owner)> Limits(ToolEntry? entry)
             {
                 var limits = new List<(PolicyLimit, ToolEntry)>();
-                if (_star is not null && !ReferenceEquals(_star, entry))
+                if (_layer is not null)
                 {
-                    foreach (PolicyLimit limit in _star.Limits)
+                    foreach (PolicyLimit limit in _layer.Limits)
                     {
-                        limits.Add((limit, _star));
+                        limits.Add((limit, _layer));
                     }
                 }
 
-                foreach (PolicyLimit limit in entry.Limits)
+                if (entry is not null)
                 {
-                    limits.Add((limit, entry));
+                    foreach (PolicyLimit limit in entry.Limits)
+                    {
+                        limits.Add((limit, entry));
+                    }
                 }
 
                 return limits;
@@ -946,51 +992,84 @@ public sealed partial class PolicyGenerator
                 return expression;
             }
 
-            private string Allow(ToolEntry entry, string ruleExpression) =>
+            /// <summary>The name of the block deciding a tool that selects <paramref name="entry"/> (null: the default block).</summary>
+            private string BlockName(ToolEntry? entry) => entry is null ? "Default" : _entryNames[entry];
+
+            private string Allow(ToolEntry? entry, string ruleExpression) =>
                 Limits(entry).Count == 0
                     ? DecisionType + ".Allow(" + ruleExpression + ")"
-                    : "Reserve" + _entryNames[entry] + "(in call, " + ruleExpression + ")";
+                    : "Reserve" + BlockName(entry) + "(in call, " + ruleExpression + ")";
+
+            /// <summary>
+            /// The reason a deny or approve rule shows when it writes none. The parser resolves every
+            /// reason into the model; this serves hand-made models, as the interpreter's fallback does.
+            /// </summary>
+            private static string RuleReason(PolicyRule rule, ToolEntry owner) => rule.Reason
+                ?? (PolicyPatterns.IsLayer(owner.Name)
+                    ? (rule.Action == ToolAction.Deny ? PolicyText.LayerDenyReason : PolicyText.LayerApproveReason)
+                    : (rule.Action == ToolAction.Deny ? PolicyText.DenyReason(owner.Name) : PolicyText.ApproveReason(owner.Name)));
 
             private void WriteEntry(SourceWriter w, ToolEntry entry)
             {
-                string name = _entryNames[entry];
-                List<(PolicyRule Rule, ToolEntry Owner)> rules = Layer(entry);
-                List<(PolicyLimit Limit, ToolEntry Owner)> limits = Limits(entry);
+                List<(PolicyRule Rule, ToolEntry Owner)> rules = Rules(entry);
 
                 // What the block enforces, in words.
                 w.Line("// " + (entry.IsPattern ? "Tools matching " : "Tool ") + Text(entry.Name) + " (" + Text(entry.Pointer) + ")"
                     + (entry.Hidden ? ": hidden, so denied whatever the call." : ":"));
-                if (!entry.Hidden)
-                {
-                    foreach ((PolicyRule rule, _) in rules)
-                    {
-                        w.Line("//   " + ActionWord(rule.Action) + (rule.When is null ? " always" : " when " + Words(rule.When))
-                            + (rule.Reason is null ? string.Empty : " (" + Text(rule.Reason) + ")") + " [" + Text(rule.Pointer) + "]");
-                    }
-
-                    w.Line("//   " + (rules.Count > 0 ? "otherwise " : string.Empty) + ActionWord(entry.Action)
-                        + (entry.Reason is null ? string.Empty : " (" + Text(entry.Reason) + ")"));
-                    foreach ((PolicyLimit limit, _) in limits)
-                    {
-                        w.Line("//   when allowed: " + LimitWords(limit) + " [" + Text(limit.Pointer) + "]");
-                    }
-                }
-
-                w.Open("private " + DecisionType + " Evaluate" + name + "(in " + Runtime + "ToolCall call, bool approved)");
                 if (entry.Hidden)
                 {
+                    w.Open("private " + DecisionType + " Evaluate" + BlockName(entry) + "(in " + Runtime + "ToolCall call, bool approved)");
                     w.Line("return " + DecisionType + ".Deny(" + Literal(entry.Pointer + "/hide") + ", " + Literal(HiddenReason) + ");");
                     w.Close();
                     return;
                 }
 
+                string pointer = Literal(entry.ActionIsExplicit ? entry.Pointer + "/action" : entry.Pointer);
+                string final = entry.Action switch
+                {
+                    ToolAction.Deny => DecisionType + ".Deny(" + pointer + ", " + Literal(entry.Reason ?? PolicyText.DenyReason(entry.Name)) + ")",
+                    ToolAction.Approve => "approved ? " + Allow(entry, pointer) + " : " + DecisionType + ".ApprovalRequired(" + pointer + ", " + Literal(entry.Reason ?? PolicyText.ApproveReason(entry.Name)) + ")",
+                    _ => Allow(entry, pointer),
+                };
+                WriteBlock(w, entry, rules, ActionWord(entry.Action) + (entry.Reason is null ? string.Empty : " (" + Text(entry.Reason) + ")"), final);
+            }
+
+            /// <summary>
+            /// The block for a tool no entry matches, when there is a `*` layer (spec steps 4-6 with no
+            /// entry): the layer's rules first, then the default; an allowed call reserves the layer's limits.
+            /// </summary>
+            private void WriteDefault(SourceWriter w)
+            {
+                w.Line("// Any tool no entry matches (" + Text(DefaultPointer) + "), with the \"*\" layer:");
+                string final = _policy.Default == DefaultAction.Allow ? "allow" : "deny (" + Text(_policy.DefaultReason) + ")";
+                WriteBlock(w, null, Rules(null), final, DefaultActionDecision());
+            }
+
+            /// <summary>One decision block: its rules in order (first match wins), then <paramref name="final"/>, then the limits.</summary>
+            private void WriteBlock(SourceWriter w, ToolEntry? entry, List<(PolicyRule Rule, ToolEntry Owner)> rules, string finalWords, string final)
+            {
+                string name = BlockName(entry);
+                List<(PolicyLimit Limit, ToolEntry Owner)> limits = Limits(entry);
+                foreach ((PolicyRule rule, _) in rules)
+                {
+                    w.Line("//   " + ActionWord(rule.Action) + (rule.When is null ? " always" : " when " + Words(rule.When))
+                        + (rule.Reason is null ? string.Empty : " (" + Text(rule.Reason) + ")") + " [" + Text(rule.Pointer) + "]");
+                }
+
+                w.Line("//   " + (rules.Count > 0 ? "otherwise " : string.Empty) + finalWords);
+                foreach ((PolicyLimit limit, _) in limits)
+                {
+                    w.Line("//   when allowed: " + LimitWords(limit) + " [" + Text(limit.Pointer) + "]");
+                }
+
+                w.Open("private " + DecisionType + " Evaluate" + name + "(in " + Runtime + "ToolCall call, bool approved)");
                 bool reachable = true;
                 foreach ((PolicyRule rule, ToolEntry owner) in rules)
                 {
                     string decision = rule.Action switch
                     {
-                        ToolAction.Deny => DecisionType + ".Deny(" + Literal(rule.Pointer) + ", " + Literal(rule.Reason ?? owner.Reason ?? PolicyText.DenyReason(owner.Name)) + ")",
-                        ToolAction.Approve => "approved ? " + Allow(entry, Literal(rule.Pointer)) + " : " + DecisionType + ".ApprovalRequired(" + Literal(rule.Pointer) + ", " + Literal(rule.Reason ?? owner.Reason ?? PolicyText.ApproveReason(owner.Name)) + ")",
+                        ToolAction.Deny => DecisionType + ".Deny(" + Literal(rule.Pointer) + ", " + Literal(RuleReason(rule, owner)) + ")",
+                        ToolAction.Approve => "approved ? " + Allow(entry, Literal(rule.Pointer)) + " : " + DecisionType + ".ApprovalRequired(" + Literal(rule.Pointer) + ", " + Literal(RuleReason(rule, owner)) + ")",
                         _ => Allow(entry, Literal(rule.Pointer)),
                     };
 
@@ -1006,13 +1085,7 @@ public sealed partial class PolicyGenerator
 
                 if (reachable)
                 {
-                    string pointer = Literal(entry.ActionIsExplicit ? entry.Pointer + "/action" : entry.Pointer);
-                    w.Line("return " + entry.Action switch
-                    {
-                        ToolAction.Deny => DecisionType + ".Deny(" + pointer + ", " + Literal(entry.Reason ?? PolicyText.DenyReason(entry.Name)) + ")",
-                        ToolAction.Approve => "approved ? " + Allow(entry, pointer) + " : " + DecisionType + ".ApprovalRequired(" + pointer + ", " + Literal(entry.Reason ?? PolicyText.ApproveReason(entry.Name)) + ")",
-                        _ => Allow(entry, pointer),
-                    } + ";");
+                    w.Line("return " + final + ";");
                 }
 
                 w.Close();

@@ -40,7 +40,9 @@ public sealed partial class PolicyGenerator
         }
 
         // The parser reads UTF-8 bytes (positions are byte offsets); the compiler already decoded
-        // the file, so encode it back. A byte-order mark is not part of SourceText and is dropped.
+        // the file, so encode it back. A byte-order mark is not part of SourceText and is dropped,
+        // which is why the policy hash is defined without it (PolicyParser): policyc, reading the
+        // raw file, and the generator, reading these bytes, compute the same Sha256.
         byte[] utf8 = Encoding.UTF8.GetBytes(text.ToString());
         PolicyParseResult result;
         try

@@ -55,7 +55,21 @@ public sealed class ExplainAndTestCommandTests : IDisposable
         var (exit, output, _) = Invoke("explain", policy, "--tool", "DeleteCluster");
         Assert.Equal(0, exit);
         Assert.StartsWith("decision: approval_required\nrule:     /tools/Delete*/action\nreason:   deletes need a human\n", output.ReplaceLineEndings("\n"));
-        Assert.Contains("pattern 'Delete*' is the most specific match (also matching: '*')", output);
+        // '*' is a layer, never a competing pattern.
+        Assert.Contains("/tools/Delete*: pattern 'Delete*' matches the tool", output);
+        Assert.Contains("/tools/*: the '*' layer adds its rules (first) and limits", output);
+    }
+
+    [Fact]
+    public void Explain_a_tool_no_entry_matches_runs_the_layer_then_the_default()
+    {
+        string policy = Write("p.json", Policy);
+        var (exit, output, _) = Invoke("explain", policy, "--tool", "ListPods", "--args", """{"namespace":"default"}""");
+        Assert.Equal(0, exit);
+        Assert.StartsWith("decision: deny\nrule:     /default\nreason:   tool is not allowed by this policy\n", output.ReplaceLineEndings("\n"));
+        Assert.Contains("no entry matches the tool", output);
+        Assert.Contains("/tools/*/rules/0: deny rule: condition false → does not fire", output);
+        Assert.Contains("/default: no rule fired; default is deny", output);
     }
 
     [Fact]

@@ -27,11 +27,12 @@ public class EquivalenceTests(ITestOutputHelper output)
     private const int CallsPerPolicy = 60;
 
     // The tool keys policies use: exact names and the pattern shapes the emitter treats differently
-    // (prefix, suffix, contains, prefix+suffix, '?', several '*', the '*' layer).
+    // (prefix, suffix, contains, prefix+suffix, '?', several '*', '**' matching every name). The '*'
+    // layer is generated separately (GenLayer): it may not have an action, reason or hide.
     private static readonly string[] Keys =
     [
         "A", "Get", "GetItem", "Delete", "DeleteItem", "x.y",
-        "*", "Get*", "*Item", "*et*", "Del*m", "G?t*", "*e*e*", "?", "Get?tem", "**",
+        "Get*", "*Item", "*et*", "Del*m", "G?t*", "*e*e*", "?", "Get?tem", "**",
     ];
 
     // Tool names called: the exact keys, names only patterns match, and names nothing matches.
@@ -124,21 +125,35 @@ public class EquivalenceTests(ITestOutputHelper output)
                 return "{ " + string.Join(", ", parts) + " }";
             });
 
+    // The '*' layer: rules and limits only (an empty layer too), never action, reason or hide.
+    private static readonly Gen<string> GenLayer =
+        Gen.Select(GenRule.Array[0, 3], GenLimit.Array[0, 2],
+            (rules, limits) =>
+            {
+                var parts = new List<string>();
+                if (rules.Length > 0) parts.Add($"\"rules\": [{string.Join(", ", rules)}]");
+                if (limits.Length > 0) parts.Add($"\"limits\": [{string.Join(", ", limits)}]");
+                return "{ " + string.Join(", ", parts) + " }";
+            });
+
     private static readonly Gen<string> GenPolicy =
-        Gen.Select(Gen.Int[0, Keys.Length - 1].ArrayUnique[1, 5], GenEntry.Array[5], Gen.OneOfConst(Keys).Array[0, 2], Gen.Bool, Gen.Bool,
-            (keys, entries, hide, defaultAllow, defaultReason) =>
+        Gen.Select(Gen.Int[0, Keys.Length - 1].ArrayUnique[0, 5], GenEntry.Array[5], Gen.Frequency((1, Gen.Const((string?)null)), (2, GenLayer.Select(l => (string?)l))),
+            Gen.Int[0, 3], Gen.OneOfConst([.. Keys, "*"]).Array[0, 2], Gen.Bool, Gen.Bool,
+            (keys, entries, layer, layerAt, hide, defaultAllow, defaultReason) =>
             {
                 var json = new StringBuilder("{ \"version\": \"1\", \"name\": \"p\"");
                 json.Append(defaultAllow ? ", \"default\": \"allow\"" : ", \"default\": \"deny\"");
                 if (defaultReason && !defaultAllow) json.Append(", \"default_reason\": \"nope\"");
                 if (hide.Length > 0) json.Append(", \"hide\": [").Append(string.Join(", ", hide.Select(h => $"\"{h}\""))).Append(']');
-                json.Append(", \"tools\": {");
+                var members = new List<string>();
                 for (int i = 0; i < keys.Length; i++)
                 {
-                    json.Append(i == 0 ? " " : ", ").Append($"\"{Keys[keys[i]]}\": ").Append(entries[i]);
+                    members.Add($"\"{Keys[keys[i]]}\": {entries[i]}");
                 }
 
-                return json.Append(" } }").ToString();
+                // The layer's place among the entries must not matter.
+                if (layer is not null) members.Insert(Math.Min(layerAt, members.Count), "\"*\": " + layer);
+                return json.Append(", \"tools\": { ").Append(string.Join(", ", members)).Append(" } }").ToString();
             });
 
     /// <summary>One call of a sequence.</summary>
@@ -170,7 +185,7 @@ public class EquivalenceTests(ITestOutputHelper output)
     public void CompiledAndInterpretedEvaluatorsAgree()
     {
         int compared = 0, policies = 0, invalid = 0;
-        var kinds = new int[4];
+        var kinds = new int[6]; // allow, deny, rate_limited, approval; then decided by the '*' layer, by the default under a layer
         GenCase.Array[PoliciesPerBatch].Sample(batch =>
         {
             var (c, p, i) = RunBatch(batch, kinds);
@@ -179,12 +194,13 @@ public class EquivalenceTests(ITestOutputHelper output)
             invalid += i;
         }, iter: 6, threads: 1);
 
-        output.WriteLine($"{policies} policies ({invalid} rejected), {compared} decisions compared; allow/deny/rate_limited/approval: {string.Join("/", kinds)}");
+        output.WriteLine($"{policies} policies ({invalid} rejected), {compared} decisions compared; allow/deny/rate_limited/approval: {string.Join("/", kinds.Take(4))}; "
+            + $"by a '*' rule or limit: {kinds[4]}, by the default with a '*' layer: {kinds[5]}");
 
         // The property is only as strong as its coverage: most generated policies must be valid.
         Assert.True(policies >= 150, $"only {policies} valid policies ({invalid} rejected by the validator)");
         Assert.True(compared >= 10_000, $"only {compared} decisions compared");
-        Assert.All(kinds, count => Assert.True(count >= 100, $"decision kinds seen (allow, deny, rate_limited, approval): {string.Join(", ", kinds)}"));
+        Assert.All(kinds, count => Assert.True(count >= 100, $"decision kinds seen (allow, deny, rate_limited, approval, by '*', default under '*'): {string.Join(", ", kinds)}"));
     }
 
     private static (int Compared, int Policies, int Invalid) RunBatch((string Policy, Call[] Calls)[] batch, int[] kinds)
@@ -270,6 +286,8 @@ public class EquivalenceTests(ITestOutputHelper output)
             }
 
             kinds[(int)expected.Kind]++;
+            if (expected.Rule.StartsWith("/tools/*/", StringComparison.Ordinal)) kinds[4]++;
+            if (expected.Rule == "/default" && policy.Tools.Any(t => t.Name == "*")) kinds[5]++;
 
             // The same counter effect on both sides: commit or refund the reservation.
             if (call.Commit)

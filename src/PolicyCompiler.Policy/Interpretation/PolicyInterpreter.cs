@@ -20,9 +20,10 @@ namespace PolicyCompiler.Policy.Interpretation;
 /// <item><see cref="ReserveLimits"/> decides as <see cref="Evaluate"/> does, except that an outcome
 /// of approval_required goes on to the limits as an allow would (same rule pointer).</item>
 /// <item><see cref="IsListed"/>: false when the tool is hidden; otherwise walk
-/// <c>W.rules ++ E.rules</c> in order: an unconditional rule decides (listed iff it is not deny), a
-/// conditional allow or approve rule makes the tool listed; after the rules, listed iff the entry's
-/// action (or the default, when no entry matches) is not deny.</item>
+/// <c>W.rules ++ E.rules</c> in order (only <c>W.rules</c> when no entry matches): an unconditional
+/// rule decides (listed iff it is not deny), a conditional allow or approve rule makes the tool
+/// listed; after the rules, listed iff the entry's action (or the default, when no entry matches)
+/// is not deny.</item>
 /// </list>
 /// </remarks>
 public sealed class PolicyInterpreter : IPolicyEvaluator
@@ -35,8 +36,8 @@ public sealed class PolicyInterpreter : IPolicyEvaluator
     private readonly (GlobPattern Pattern, string Pointer)[] _hide;
     private readonly Dictionary<string, Entry> _exact;
     private readonly Dictionary<string, Entry>.AlternateLookup<ReadOnlySpan<char>> _exactBySpan;
-    private readonly Entry[] _patterns; // most specific first
-    private readonly Entry? _star;
+    private readonly Entry[] _patterns; // most specific first; never the '*' layer
+    private readonly Entry? _layer;     // the '*' entry W: never selected, its rules and limits apply to every call
 
     /// <summary>Creates an interpreter for a validated policy.</summary>
     public PolicyInterpreter(PolicyDocument policy, PolicyEvaluatorOptions? options = null)
@@ -55,8 +56,8 @@ public sealed class PolicyInterpreter : IPolicyEvaluator
         foreach (var tool in policy.Tools)
         {
             var entry = new Entry(tool, options.RegexTimeout);
-            if (tool.Name == "*") _star = entry;
-            if (tool.IsPattern) patterns.Add(entry);
+            if (PolicyPatterns.IsLayer(tool.Name)) _layer = entry;
+            else if (tool.IsPattern) patterns.Add(entry);
             else _exact[tool.Name] = entry;
         }
         patterns.Sort(static (a, b) => PolicyPatterns.CompareSpecificity(a.Model.Name, b.Model.Name));
@@ -91,8 +92,7 @@ public sealed class PolicyInterpreter : IPolicyEvaluator
         if (HiddenBy(toolNameUtf8) >= 0) return false;
         Entry? entry = Select(toolNameUtf8);
         if (entry is not null && entry.Model.Hidden) return false;
-        Entry? layer = entry is not null && _star is not null && !ReferenceEquals(entry, _star) ? _star : null;
-        if (layer is not null && RulesDecideListing(layer.Rules, out bool listed)) return listed;
+        if (_layer is not null && RulesDecideListing(_layer.Rules, out bool listed)) return listed;
         if (entry is not null && RulesDecideListing(entry.Rules, out listed)) return listed;
         ToolAction final = entry?.Model.Action ?? (_policy.Default == DefaultAction.Allow ? ToolAction.Allow : ToolAction.Deny);
         return final != ToolAction.Deny;
@@ -124,33 +124,23 @@ public sealed class PolicyInterpreter : IPolicyEvaluator
         }
         trace?.Add(new TraceStep("", _hide.Length == 0 ? "no hide list" : "tool matches no hide pattern"));
 
-        // 2. Select the entry E.
+        // 2. Select the entry E (never the '*' layer; none when no entry matches).
         Entry? entry = Select(call.NameUtf8);
         if (trace is not null) TraceSelection(call.NameUtf8, entry, trace);
-        if (entry is null)
-        {
-            if (_policy.Default == DefaultAction.Allow)
-            {
-                trace?.Add(new TraceStep(DefaultPointer, "default is allow"));
-                return Admit(call, DefaultPointer, null, null, trace);
-            }
-            trace?.Add(new TraceStep(DefaultPointer, "default is deny"));
-            return Decision.Deny(DefaultPointer, _policy.DefaultReason);
-        }
-        if (entry.Model.Hidden)
+        if (entry is not null && entry.Model.Hidden)
         {
             trace?.Add(new TraceStep(entry.HidePointer, "entry hides the tool"));
             return Decision.Deny(entry.HidePointer, PolicyText.HiddenReason);
         }
 
-        // 3. The `*` layer W.
-        Entry? layer = _star is not null && !ReferenceEquals(entry, _star) ? _star : null;
-        if (layer is not null) trace?.Add(new TraceStep(layer.Model.Pointer, "the '*' entry adds its rules and limits"));
+        // 3. The '*' layer W applies to every call, whether an entry matched or not.
+        Entry? layer = _layer;
+        if (layer is not null) trace?.Add(new TraceStep(layer.Model.Pointer, "the '*' layer adds its rules (first) and limits"));
 
         // 4. Rules, first match wins, over W.rules ++ E.rules.
-        Rule? fired = null;
-        if (layer is not null) fired = FirstFiring(layer.Rules, call, trace);
-        fired ??= FirstFiring(entry.Rules, call, trace);
+        Rule? fired = layer is null ? null : FirstFiring(layer.Rules, call, trace);
+        Entry? owner = fired is null ? entry : layer; // whose rule or action decides (null: the default)
+        if (fired is null && entry is not null) fired = FirstFiring(entry.Rules, call, trace);
 
         string pointer;
         ToolAction action;
@@ -161,7 +151,7 @@ public sealed class PolicyInterpreter : IPolicyEvaluator
             action = fired.Model.Action;
             reason = fired.Model.Reason;
         }
-        else
+        else if (entry is not null)
         {
             // 5. No rule fired: the entry's action decides.
             pointer = entry.ActionPointer;
@@ -169,18 +159,31 @@ public sealed class PolicyInterpreter : IPolicyEvaluator
             reason = entry.Model.Reason;
             trace?.Add(new TraceStep(pointer, $"no rule fired; entry action is {Name(action)}"));
         }
+        else
+        {
+            // 5. No rule fired and no entry matches: the default decides.
+            pointer = DefaultPointer;
+            action = _policy.Default == DefaultAction.Allow ? ToolAction.Allow : ToolAction.Deny;
+            reason = _policy.DefaultReason;
+            trace?.Add(new TraceStep(pointer, $"{(layer is null ? "" : "no rule fired; ")}default is {Name(action)}"));
+        }
 
         switch (action)
         {
             case ToolAction.Deny:
-                return Decision.Deny(pointer, reason ?? PolicyText.DenyReason(entry.Model.Name));
+                return Decision.Deny(pointer, reason ?? FallbackReason(owner!, action));
             case ToolAction.Approve when !approvalGoesToLimits:
-                return Decision.ApprovalRequired(pointer, reason ?? PolicyText.ApproveReason(entry.Model.Name));
+                return Decision.ApprovalRequired(pointer, reason ?? FallbackReason(owner!, action));
             default:
                 // 6. Limits.
                 return Admit(call, pointer, layer, entry, trace);
         }
     }
+
+    // The parser resolves every deny and approve reason into the model; this serves hand-made models.
+    private static string FallbackReason(Entry owner, ToolAction action) => PolicyPatterns.IsLayer(owner.Model.Name)
+        ? (action == ToolAction.Deny ? PolicyText.LayerDenyReason : PolicyText.LayerApproveReason)
+        : (action == ToolAction.Deny ? PolicyText.DenyReason(owner.Model.Name) : PolicyText.ApproveReason(owner.Model.Name));
 
     private Rule? FirstFiring(Rule[] rules, in ToolCall call, List<TraceStep>? trace)
     {

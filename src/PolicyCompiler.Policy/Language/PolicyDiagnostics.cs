@@ -69,6 +69,8 @@ public static class PolicyDiagnostics
     public static readonly PolicyDiagnosticDescriptor NoOperator = Error("PC0022", "No operator", "path \"{0}\" has no operator; write e.g. {{ \"eq\": ... }}");
     /// <summary>PC0023: a limit path that does not name an argument.</summary>
     public static readonly PolicyDiagnosticDescriptor InvalidLimitPath = Error("PC0023", "Invalid limit path", "'{0}' must name a value inside the arguments (args.NAME...), not \"{1}\"");
+    /// <summary>PC0024: <c>action</c>, <c>reason</c> or <c>hide</c> on the <c>*</c> entry, which is a layer and never decides a tool by itself.</summary>
+    public static readonly PolicyDiagnosticDescriptor FieldOnLayer = Error("PC0024", "Field not allowed on '*'", "'{0}' is not allowed on the '*' entry: '*' only adds its rules and limits to every tool and never decides a tool by itself; {1}");
 
     /// <summary>PC0100: a rule after an unconditional rule.</summary>
     public static readonly PolicyDiagnosticDescriptor UnreachableRule = Warning("PC0100", "Unreachable rule", "this rule is never reached: the rule at {0} has no condition and decides every call first");
@@ -80,8 +82,12 @@ public static class PolicyDiagnostics
     public static readonly PolicyDiagnosticDescriptor UnusualToolName = Warning("PC0103", "Unusual tool name", "tool name '{0}' is outside the MCP tool-name syntax (1 to 128 characters of A-Z, a-z, 0-9, '_', '.', '-'); no server should expose it");
     /// <summary>PC0104: a limit whose increment alone exceeds its max.</summary>
     public static readonly PolicyDiagnosticDescriptor LimitAdmitsNothing = Warning("PC0104", "Limit admits nothing", "this limit refuses every call: one call adds {0}, more than 'max' {1}");
-    /// <summary>PC0105: a '*' entry without an action, which silently decides every unnamed tool.</summary>
-    public static readonly PolicyDiagnosticDescriptor StarEntryWithoutAction = Warning("PC0105", "'*' entry without action", "the '*' entry matches every tool, so a tool no other entry names is decided by its action (allow when absent), never by 'default'; write \"action\" on '*' to say which");
+
+    /// <summary>
+    /// Ids that were used once and are never reused. PC0105 warned about a <c>*</c> entry without
+    /// <c>action</c>, when <c>*</c> could decide tools; <c>*</c> is now a layer only (PC0024).
+    /// </summary>
+    public static IReadOnlyList<string> RetiredIds { get; } = new[] { "PC0105" };
 
     /// <summary>Every descriptor, in id order (for docs and tests).</summary>
     public static IReadOnlyList<PolicyDiagnosticDescriptor> All { get; } = new[]
@@ -89,8 +95,8 @@ public static class PolicyDiagnostics
         InvalidJson, InvalidUtf8, DuplicateKey, UnknownField, WrongType, MissingField, UnsupportedVersion,
         InvalidEnumValue, InvalidName, NotSupportedYet, UnknownOperator, InvalidOperand, InvalidRegex,
         InvalidPattern, InvalidPath, InvalidWindow, InvalidMax, InvalidIncrement, CounterConflict,
-        TooManyLimits, InvalidCounterName, NoOperator, InvalidLimitPath,
-        UnreachableRule, ConditionNeverTrue, EntryNeverSelected, UnusualToolName, LimitAdmitsNothing, StarEntryWithoutAction,
+        TooManyLimits, InvalidCounterName, NoOperator, InvalidLimitPath, FieldOnLayer,
+        UnreachableRule, ConditionNeverTrue, EntryNeverSelected, UnusualToolName, LimitAdmitsNothing,
     };
 }
 

@@ -198,7 +198,11 @@ public sealed record PolicyLimit(
     string Reason,
     string Pointer);
 
-/// <summary>An entry of <c>tools</c>: an exact tool name or a pattern.</summary>
+/// <summary>
+/// An entry of <c>tools</c>: an exact tool name or a pattern. The entry keyed exactly <c>*</c> is the
+/// layer (<see cref="PolicyPatterns.IsLayer"/>): never selected, only its rules and limits are used,
+/// and its action is always allow, reason null and hidden false (the reader rejects them, PC0024).
+/// </summary>
 /// <param name="Name">The key as written (decoded): an exact name, or a glob pattern with <c>*</c>/<c>?</c>.</param>
 /// <param name="IsPattern">Whether <paramref name="Name"/> contains wildcards.</param>
 /// <param name="Action">The entry's action when no rule decides (allow when absent).</param>
@@ -230,7 +234,7 @@ public sealed record ToolEntry(
 /// <param name="Mode">Enforce or shadow.</param>
 /// <param name="Hide">Top-level <c>hide</c> list: names and patterns removed from tools/list and denied on call.</param>
 /// <param name="Tools">The tool entries in file order.</param>
-/// <param name="Sha256">Lower-case hex SHA-256 of the policy file's bytes.</param>
+/// <param name="Sha256">Lower-case hex SHA-256 of the policy file's UTF-8 bytes without a leading byte-order mark.</param>
 /// <param name="SourceText">The policy file's text, exactly as read (printed by <c>GATEWAY policy</c>).</param>
 public sealed record PolicyDocument(
     string Version,

@@ -161,6 +161,17 @@ internal sealed class PolicyModelReader
         }
         CheckFields(node, what, EntryFields, ReservedEntryFields);
 
+        // '*' is a layer: it adds rules and limits to every call and never decides a tool itself,
+        // so the fields that decide or hide a tool have no meaning there. Each says where it belongs.
+        bool isLayer = PolicyPatterns.IsLayer(key);
+        if (isLayer)
+        {
+            foreach (var (field, instead) in LayerOnlyFields)
+            {
+                if (node.Find(field) is { } misplaced) _report.AddAtKey(PolicyDiagnostics.FieldOnLayer, misplaced, field, instead);
+            }
+        }
+
         var actionProperty = node.Find("action");
         if (actionProperty is not null) _spans.Add(pointer + "/action", actionProperty);
         var action = ReadEnum(node, "action", ToolAction.Allow, ActionWords);
@@ -192,7 +203,7 @@ internal sealed class PolicyModelReader
             {
                 for (int i = 0; i < rulesProperty.Value.Items.Count; i++)
                 {
-                    if (ReadRule(rulesProperty.Value.Items[i], pointer + "/rules/" + i, key, writtenReason) is { } rule) rules.Add(rule);
+                    if (ReadRule(rulesProperty.Value.Items[i], pointer + "/rules/" + i, key, isLayer ? null : writtenReason) is { } rule) rules.Add(rule);
                 }
             }
         }
@@ -229,6 +240,14 @@ internal sealed class PolicyModelReader
 
     private SourcePosition PositionOf(JsonProperty property) => _report.Position(property.NameOffset);
 
+    // The fields of an entry that the '*' layer must not write (PC0024), and what to write instead.
+    private static readonly (string Field, string Instead)[] LayerOnlyFields =
+    {
+        ("action", "a tool no entry names is decided by the top-level 'default'"),
+        ("reason", "the reason of a default deny is the top-level 'default_reason'; give each rule its own 'reason'"),
+        ("hide", "hide tools with the top-level 'hide' list"),
+    };
+
     private static readonly (string, ToolAction)[] ActionWords = { ("allow", ToolAction.Allow), ("deny", ToolAction.Deny), ("approve", ToolAction.Approve) };
 
     private PolicyRule? ReadRule(JsonNode node, string pointer, string entryKey, string? entryReason)
@@ -255,8 +274,8 @@ internal sealed class PolicyModelReader
         string? writtenReason = ReadOptionalString(node, "reason");
         string? reason = action switch
         {
-            ToolAction.Deny => writtenReason ?? entryReason ?? PolicyText.DenyReason(entryKey),
-            ToolAction.Approve => writtenReason ?? entryReason ?? PolicyText.ApproveReason(entryKey),
+            ToolAction.Deny => writtenReason ?? entryReason ?? (PolicyPatterns.IsLayer(entryKey) ? PolicyText.LayerDenyReason : PolicyText.DenyReason(entryKey)),
+            ToolAction.Approve => writtenReason ?? entryReason ?? (PolicyPatterns.IsLayer(entryKey) ? PolicyText.LayerApproveReason : PolicyText.ApproveReason(entryKey)),
             _ => null,
         };
         return new PolicyRule(when, action, reason, pointer);

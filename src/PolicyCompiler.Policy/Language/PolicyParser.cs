@@ -34,7 +34,7 @@ public static class PolicyParser
             var spans = new PolicySpans();
             var reader = new PolicyModelReader(report, spans);
             string text = Encoding.UTF8.GetString(utf8, start, utf8.Length - start);
-            document = reader.ReadDocument(root, DefaultName(filePath), Sha256Hex(utf8), text);
+            document = reader.ReadDocument(root, DefaultName(filePath), Sha256Hex(utf8, start), text);
             if (document is not null) PolicyValidator.Validate(document, spans, report);
         }
         return new PolicyParseResult(report.HasErrors ? null : document, report.ToSortedArray());
@@ -56,10 +56,16 @@ public static class PolicyParser
         return name.Length == 0 ? "policy" : name.ToString();
     }
 
-    private static string Sha256Hex(byte[] utf8)
+    /// <summary>
+    /// The policy's hash (docs/policy-language.md, "Policy hash"): lower-case hex SHA-256 of the
+    /// file's UTF-8 bytes after a leading byte-order mark, if any. The BOM is left out because the
+    /// compiler hands the source generator decoded text without it: hashing from
+    /// <paramref name="textStart"/> gives <c>policyc</c> and a built gateway the same hash.
+    /// </summary>
+    private static string Sha256Hex(byte[] utf8, int textStart)
     {
         using var sha = SHA256.Create();
-        byte[] hash = sha.ComputeHash(utf8);
+        byte[] hash = sha.ComputeHash(utf8, textStart, utf8.Length - textStart);
         var hex = new StringBuilder(hash.Length * 2);
         foreach (byte b in hash) hex.Append(b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture));
         return hex.ToString();

@@ -10,6 +10,16 @@ namespace PolicyCompiler.Policy.Language;
 /// </summary>
 public static class PolicyPatterns
 {
+    /// <summary>
+    /// The key of the layer entry: exactly <c>*</c>. It is never the selected entry; its rules and
+    /// limits apply to every call (docs/policy-language.md, "The <c>*</c> layer"). Other keys with
+    /// wildcards (<c>**</c>, <c>Delete*</c>) are ordinary pattern entries.
+    /// </summary>
+    public const string LayerKey = "*";
+
+    /// <summary>Whether <paramref name="key"/> is the layer entry's key (exactly <c>*</c>).</summary>
+    public static bool IsLayer(string key) => key == LayerKey;
+
     /// <summary>Whether <paramref name="key"/> holds a wildcard (<c>*</c> or <c>?</c>).</summary>
     public static bool IsPattern(string key) => key.IndexOf('*') >= 0 || key.IndexOf('?') >= 0;
 

@@ -16,6 +16,15 @@ public static class PolicyText
     /// <summary>The reason for a default deny when the policy writes no <c>default_reason</c>.</summary>
     public const string DefaultDenyReason = "tool is not allowed by this policy";
 
+    /// <summary>
+    /// The default reason of a deny rule of the <c>*</c> layer that writes none. The layer has no
+    /// reason of its own (it decides no tool), so its rules fall back to this fixed text.
+    /// </summary>
+    public const string LayerDenyReason = "denied by a policy rule for every tool ('*')";
+
+    /// <summary>The default reason of an approve rule of the <c>*</c> layer that writes none.</summary>
+    public const string LayerApproveReason = "approval required by a policy rule for every tool ('*')";
+
     /// <summary>The default reason of a deny entry or rule that writes none: names the entry key.</summary>
     public static string DenyReason(string entryKey) => $"denied by policy entry '{entryKey}'";
 

@@ -17,18 +17,14 @@ internal static class PolicyValidator
 
     public static void Validate(PolicyDocument policy, PolicySpans spans, DiagnosticBag report)
     {
+        // The '*' layer W: its rules and limits apply to every call (the reader already rejected
+        // action, reason and hide on it, PC0024).
         ToolEntry? wildcard = null;
         foreach (var entry in policy.Tools)
         {
-            if (entry.Name == "*") wildcard = entry;
+            if (PolicyPatterns.IsLayer(entry.Name)) wildcard = entry;
         }
 
-        // '*' is selected for every tool no other entry names (docs, "Select the entry"), so its
-        // implicit "allow" would quietly override "default": deny. Make the author say it.
-        if (wildcard is not null && !wildcard.ActionIsExplicit)
-        {
-            Report(report, spans, PolicyDiagnostics.StarEntryWithoutAction, wildcard.Pointer);
-        }
         CheckToolNames(policy, spans, report);
         CheckCounters(policy, spans, report);
         CheckLimitCounts(policy, wildcard, spans, report);
@@ -426,11 +422,12 @@ internal static class PolicyValidator
                     break;
                 }
             }
-            // '*' is never "selected away": it is the layer every other entry adds to.
-            if (warned || !entry.IsPattern || entry.Name == "*") continue;
+            // '*' is never selected at all: it is the layer added to every call.
+            if (warned || !entry.IsPattern || PolicyPatterns.IsLayer(entry.Name)) continue;
             foreach (var other in policy.Tools)
             {
-                if (ReferenceEquals(other, entry) || !other.IsPattern) continue;
+                // The '*' layer is never selected, so it shadows no entry ('**' is still chosen).
+                if (ReferenceEquals(other, entry) || !other.IsPattern || PolicyPatterns.IsLayer(other.Name)) continue;
                 if (PolicyPatterns.CompareSpecificity(other.Name, entry.Name) < 0 && PolicyPatterns.Covers(other.Name, entry.Name))
                 {
                     Report(report, spans, PolicyDiagnostics.EntryNeverSelected, entry.Pointer, entry.Name,

@@ -38,7 +38,7 @@ public interface IPolicyEvaluator
 
 /// <summary>What an evaluator enforces.</summary>
 /// <param name="Name">The policy's name.</param>
-/// <param name="Sha256">Lower-case hex SHA-256 of the policy file.</param>
+/// <param name="Sha256">Lower-case hex SHA-256 of the policy file's UTF-8 bytes without a leading byte-order mark (docs/policy-language.md, "Policy hash").</param>
 /// <param name="Mode">Enforce or shadow.</param>
 /// <param name="SourceText">The policy file's text.</param>
 public sealed record PolicyInfo(string Name, string Sha256, PolicyMode Mode, string SourceText);

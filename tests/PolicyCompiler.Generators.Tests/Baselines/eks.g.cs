@@ -25,10 +25,10 @@ namespace PolicyCompiler.Generated
     using WindowAlignment = global::PolicyCompiler.Policy.Language.WindowAlignment;
 
     /// <summary>
-    /// Compiled from policy "eks" (sha256 17b5d302f5dbe57da70cd1bd760f8d6aa965202c4723b8bad71452b7428da7b0, mode enforce).
+    /// Compiled from policy "eks" (sha256 57ad64e97bfc6319133317d9335631a7a2317c91974cd4d2e48aba405b9e58b8, mode enforce).
     /// "Amazon EKS MCP server (awslabs.eks-mcp-server): read tools allowed, writes rate-limited, destructive operations need approval or are denied, system namespaces and Secrets off limits."
     /// <list type="bullet">
-    /// <item>Tools matching "*": denied, at most 120 per 60 s per session on counter "eks_calls".</item>
+    /// <item>Every tool not hidden (the "*" layer): 0 rules checked first, at most 120 per 60 s per session on counter "eks_calls".</item>
     /// <item>Tool "CreateCodeConnection": allowed, at most 30 per 60 s per grant on counter "createcodeconnection_rate".</item>
     /// <item>Tool "add_inline_policy": need approval, at most 5 per 86400 s (calendar) per global on counter "iam_changes".</item>
     /// <item>Tool "apply_yaml": allowed, 2 rules, at most 10 per 60 s per grant and "args.cluster_name" on counter "apply_yaml_rate".</item>
@@ -73,9 +73,9 @@ namespace PolicyCompiler.Generated
         /// <summary>The compiled policy: name, SHA-256, mode and source text.</summary>
         public static PolicyInfo Info { get; } = new PolicyInfo(
             "eks",
-            "17b5d302f5dbe57da70cd1bd760f8d6aa965202c4723b8bad71452b7428da7b0",
+            "57ad64e97bfc6319133317d9335631a7a2317c91974cd4d2e48aba405b9e58b8",
             PolicyMode.Enforce,
-            "{\u000A  \"$schema\": \"./policy.schema.json\",\u000A  \"version\": \"1\",\u000A  \"name\": \"eks\",\u000A  \"description\": \"Amazon EKS MCP server (awslabs.eks-mcp-server): read tools allowed, writes rate-limited, destructive operations need approval or are denied, system namespaces and Secrets off limits.\",\u000A  \"default\": \"deny\",\u000A  \"default_reason\": \"tool is not in the EKS allow-list\",\u000A  \"tools\": {\u000A    \"*\": {\u000A      \"action\": \"deny\",\u000A      \"reason\": \"tool is not in the EKS allow-list\",\u000A      \"limits\": [\u000A        { \"counter\": \"eks_calls\", \"window\": \"minute\", \"max\": 120, \"scope\": \"session\" }\u000A      ]\u000A    },\u000A\u000A    \"list_k8s_resources\": {},\u000A    \"list_api_versions\": {},\u000A    \"get_k8s_events\": {},\u000A    \"get_eks_vpc_config\": {},\u000A    \"get_eks_insights\": {},\u000A    \"get_cloudwatch_metrics\": {},\u000A    \"get_eks_metrics_guidance\": {},\u000A    \"get_policies_for_role\": {},\u000A    \"search_eks_troubleshoot_guide\": {},\u000A    \"get_pod_logs\": {\u000A      \"limits\": [ { \"counter\": \"eks_log_reads\", \"window\": \"minute\", \"max\": 30 } ]\u000A    },\u000A    \"get_cloudwatch_logs\": {\u000A      \"limits\": [ { \"counter\": \"eks_log_reads\", \"window\": \"minute\", \"max\": 30 } ]\u000A    },\u000A\u000A    \"manage_k8s_resource\": {\u000A      \"action\": \"deny\",\u000A      \"reason\": \"unknown operation for manage_k8s_resource\",\u000A      \"rules\": [\u000A        { \"when\": { \"args.kind\": { \"eq\": \"Secret\" } }, \"action\": \"deny\", \"reason\": \"Kubernetes Secrets are not handled through the agent\" },\u000A        { \"when\": { \"args.namespace\": { \"in\": [\"kube-system\", \"kube-public\", \"kube-node-lease\"] } }, \"action\": \"deny\", \"reason\": \"system namespaces are off limits\" },\u000A        { \"when\": { \"args.operation\": { \"eq\": \"read\" } }, \"action\": \"allow\" },\u000A        { \"when\": { \"args.operation\": { \"eq\": \"delete\" } }, \"action\": \"approve\", \"reason\": \"deleting a Kubernetes resource needs a human\" },\u000A        { \"when\": { \"args.operation\": { \"in\": [\"create\", \"replace\", \"patch\"] } }, \"action\": \"allow\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"k8s_resource_calls\", \"window\": \"minute\", \"max\": 20, \"key\": \"args.cluster_name\" } ]\u000A    },\u000A    \"apply_yaml\": {\u000A      \"rules\": [\u000A        { \"when\": { \"args.namespace\": { \"in\": [\"kube-system\", \"kube-public\", \"kube-node-lease\"] } }, \"action\": \"deny\", \"reason\": \"system namespaces are off limits\" },\u000A        { \"when\": { \"args.force\": { \"eq\": true } }, \"action\": \"approve\", \"reason\": \"force-applying overwrites existing resources\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"apply_yaml_rate\", \"window\": \"minute\", \"max\": 10, \"key\": \"args.cluster_name\" } ]\u000A    },\u000A    \"generate_app_manifest\": {\u000A      \"limits\": [ { \"counter\": \"manifests\", \"window\": \"hour\", \"max\": 30 } ]\u000A    },\u000A    \"manage_eks_stacks\": {\u000A      \"action\": \"deny\",\u000A      \"reason\": \"unknown operation for manage_eks_stacks\",\u000A      \"rules\": [\u000A        { \"when\": { \"args.operation\": { \"in\": [\"describe\", \"generate\"] } }, \"action\": \"allow\" },\u000A        { \"when\": { \"args.operation\": { \"eq\": \"deploy\" } }, \"action\": \"approve\", \"reason\": \"deploying a cluster stack needs a human\" },\u000A        { \"when\": { \"args.operation\": { \"eq\": \"delete\" } }, \"action\": \"deny\", \"reason\": \"deleting a cluster stack is not allowed through the agent\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"eks_stack_calls\", \"window\": \"hour\", \"max\": 60, \"scope\": \"global\" } ]\u000A    },\u000A    \"add_inline_policy\": {\u000A      \"action\": \"approve\",\u000A      \"reason\": \"IAM changes need a human\",\u000A      \"limits\": [ { \"counter\": \"iam_changes\", \"window\": \"day\", \"max\": 5, \"scope\": \"global\", \"align\": \"calendar\" } ]\u000A    },\u000A\u000A    \"CreateCodeConnection\": {\u000A      \"limits\": [\u000A        { \"counter\": \"createcodeconnection_rate\", \"window\": \"minute\", \"max\": 30, \"scope\": \"grant\" }\u000A      ]\u000A    }\u000A  }\u000A}\u000A");
+            "{\u000A  \"$schema\": \"./policy.schema.json\",\u000A  \"version\": \"1\",\u000A  \"name\": \"eks\",\u000A  \"description\": \"Amazon EKS MCP server (awslabs.eks-mcp-server): read tools allowed, writes rate-limited, destructive operations need approval or are denied, system namespaces and Secrets off limits.\",\u000A  \"default\": \"deny\",\u000A  \"default_reason\": \"tool is not in the EKS allow-list\",\u000A  \"tools\": {\u000A    \"*\": {\u000A      \"limits\": [\u000A        { \"counter\": \"eks_calls\", \"window\": \"minute\", \"max\": 120, \"scope\": \"session\" }\u000A      ]\u000A    },\u000A\u000A    \"list_k8s_resources\": {},\u000A    \"list_api_versions\": {},\u000A    \"get_k8s_events\": {},\u000A    \"get_eks_vpc_config\": {},\u000A    \"get_eks_insights\": {},\u000A    \"get_cloudwatch_metrics\": {},\u000A    \"get_eks_metrics_guidance\": {},\u000A    \"get_policies_for_role\": {},\u000A    \"search_eks_troubleshoot_guide\": {},\u000A    \"get_pod_logs\": {\u000A      \"limits\": [ { \"counter\": \"eks_log_reads\", \"window\": \"minute\", \"max\": 30 } ]\u000A    },\u000A    \"get_cloudwatch_logs\": {\u000A      \"limits\": [ { \"counter\": \"eks_log_reads\", \"window\": \"minute\", \"max\": 30 } ]\u000A    },\u000A\u000A    \"manage_k8s_resource\": {\u000A      \"action\": \"deny\",\u000A      \"reason\": \"unknown operation for manage_k8s_resource\",\u000A      \"rules\": [\u000A        { \"when\": { \"args.kind\": { \"eq\": \"Secret\" } }, \"action\": \"deny\", \"reason\": \"Kubernetes Secrets are not handled through the agent\" },\u000A        { \"when\": { \"args.namespace\": { \"in\": [\"kube-system\", \"kube-public\", \"kube-node-lease\"] } }, \"action\": \"deny\", \"reason\": \"system namespaces are off limits\" },\u000A        { \"when\": { \"args.operation\": { \"eq\": \"read\" } }, \"action\": \"allow\" },\u000A        { \"when\": { \"args.operation\": { \"eq\": \"delete\" } }, \"action\": \"approve\", \"reason\": \"deleting a Kubernetes resource needs a human\" },\u000A        { \"when\": { \"args.operation\": { \"in\": [\"create\", \"replace\", \"patch\"] } }, \"action\": \"allow\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"k8s_resource_calls\", \"window\": \"minute\", \"max\": 20, \"key\": \"args.cluster_name\" } ]\u000A    },\u000A    \"apply_yaml\": {\u000A      \"rules\": [\u000A        { \"when\": { \"args.namespace\": { \"in\": [\"kube-system\", \"kube-public\", \"kube-node-lease\"] } }, \"action\": \"deny\", \"reason\": \"system namespaces are off limits\" },\u000A        { \"when\": { \"args.force\": { \"eq\": true } }, \"action\": \"approve\", \"reason\": \"force-applying overwrites existing resources\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"apply_yaml_rate\", \"window\": \"minute\", \"max\": 10, \"key\": \"args.cluster_name\" } ]\u000A    },\u000A    \"generate_app_manifest\": {\u000A      \"limits\": [ { \"counter\": \"manifests\", \"window\": \"hour\", \"max\": 30 } ]\u000A    },\u000A    \"manage_eks_stacks\": {\u000A      \"action\": \"deny\",\u000A      \"reason\": \"unknown operation for manage_eks_stacks\",\u000A      \"rules\": [\u000A        { \"when\": { \"args.operation\": { \"in\": [\"describe\", \"generate\"] } }, \"action\": \"allow\" },\u000A        { \"when\": { \"args.operation\": { \"eq\": \"deploy\" } }, \"action\": \"approve\", \"reason\": \"deploying a cluster stack needs a human\" },\u000A        { \"when\": { \"args.operation\": { \"eq\": \"delete\" } }, \"action\": \"deny\", \"reason\": \"deleting a cluster stack is not allowed through the agent\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"eks_stack_calls\", \"window\": \"hour\", \"max\": 60, \"scope\": \"global\" } ]\u000A    },\u000A    \"add_inline_policy\": {\u000A      \"action\": \"approve\",\u000A      \"reason\": \"IAM changes need a human\",\u000A      \"limits\": [ { \"counter\": \"iam_changes\", \"window\": \"day\", \"max\": 5, \"scope\": \"global\", \"align\": \"calendar\" } ]\u000A    },\u000A\u000A    \"CreateCodeConnection\": {\u000A      \"limits\": [\u000A        { \"counter\": \"createcodeconnection_rate\", \"window\": \"minute\", \"max\": 30, \"scope\": \"grant\" }\u000A      ]\u000A    }\u000A  }\u000A}\u000A");
 
         /// <inheritdoc/>
         public PolicyInfo Policy => Info;
@@ -84,7 +84,6 @@ namespace PolicyCompiler.Generated
         private enum Route : byte
         {
             Default,
-            Tool0_Any,
             Tool1_CreateCodeConnection,
             Tool2_add_inline_policy,
             Tool3_apply_yaml,
@@ -152,8 +151,7 @@ namespace PolicyCompiler.Generated
                     break;
             }
 
-            // Pattern entry "*"
-            return Route.Tool0_Any;
+            return Route.Default;
         }
 
         /// <inheritdoc/>
@@ -161,7 +159,6 @@ namespace PolicyCompiler.Generated
         {
             switch (Select(call.NameUtf8))
             {
-                case Route.Tool0_Any: return EvaluateTool0_Any(in call, approved: false);
                 case Route.Tool1_CreateCodeConnection: return EvaluateTool1_CreateCodeConnection(in call, approved: false);
                 case Route.Tool2_add_inline_policy: return EvaluateTool2_add_inline_policy(in call, approved: false);
                 case Route.Tool3_apply_yaml: return EvaluateTool3_apply_yaml(in call, approved: false);
@@ -179,7 +176,7 @@ namespace PolicyCompiler.Generated
                 case Route.Tool15_manage_eks_stacks: return EvaluateTool15_manage_eks_stacks(in call, approved: false);
                 case Route.Tool16_manage_k8s_resource: return EvaluateTool16_manage_k8s_resource(in call, approved: false);
                 case Route.Tool17_search_eks_troubleshoot_guide: return EvaluateTool17_search_eks_troubleshoot_guide(in call, approved: false);
-                default: return Decision.Deny("/default", "tool is not in the EKS allow-list");
+                default: return EvaluateDefault(in call, approved: false);
             }
         }
 
@@ -188,7 +185,6 @@ namespace PolicyCompiler.Generated
         {
             switch (Select(call.NameUtf8))
             {
-                case Route.Tool0_Any: return EvaluateTool0_Any(in call, approved: true);
                 case Route.Tool1_CreateCodeConnection: return EvaluateTool1_CreateCodeConnection(in call, approved: true);
                 case Route.Tool2_add_inline_policy: return EvaluateTool2_add_inline_policy(in call, approved: true);
                 case Route.Tool3_apply_yaml: return EvaluateTool3_apply_yaml(in call, approved: true);
@@ -206,7 +202,7 @@ namespace PolicyCompiler.Generated
                 case Route.Tool15_manage_eks_stacks: return EvaluateTool15_manage_eks_stacks(in call, approved: true);
                 case Route.Tool16_manage_k8s_resource: return EvaluateTool16_manage_k8s_resource(in call, approved: true);
                 case Route.Tool17_search_eks_troubleshoot_guide: return EvaluateTool17_search_eks_troubleshoot_guide(in call, approved: true);
-                default: return Decision.Deny("/default", "tool is not in the EKS allow-list");
+                default: return EvaluateDefault(in call, approved: true);
             }
         }
 
@@ -215,7 +211,6 @@ namespace PolicyCompiler.Generated
         {
             switch (Select(toolNameUtf8))
             {
-                case Route.Tool0_Any: return false;
                 case Route.Tool1_CreateCodeConnection: return true;
                 case Route.Tool2_add_inline_policy: return true;
                 case Route.Tool3_apply_yaml: return true;
@@ -234,31 +229,6 @@ namespace PolicyCompiler.Generated
                 case Route.Tool16_manage_k8s_resource: return true;
                 case Route.Tool17_search_eks_troubleshoot_guide: return true;
                 default: return false;
-            }
-        }
-
-        // Tools matching "*" ("/tools/*"):
-        //   deny ("tool is not in the EKS allow-list")
-        //   when allowed: at most 120 per 60 s per session on counter "eks_calls" ["/tools/*/limits/0"]
-        private Decision EvaluateTool0_Any(in ToolCall call, bool approved)
-        {
-            return Decision.Deny("/tools/*/action", "tool is not in the EKS allow-list");
-        }
-
-        /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
-        private Decision ReserveTool0_Any(in ToolCall call, string rule)
-        {
-            CounterRequestBuffer buffer = default;
-            global::System.Span<CounterRequest> requests = buffer;
-            requests[0] = new CounterRequest("eks_calls", 60, WindowAlignment.Sliding, call.Session, null, 1d, 120d);
-            if (_counters.TryReserve(requests.Slice(0, 1), _time.GetUtcNow(), out CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))
-            {
-                return Decision.Allow(rule, reservation);
-            }
-
-            switch (refused)
-            {
-                default: return Decision.RateLimited("/tools/*/limits/0", "rate limit 'eks_calls' allows 120 per minute per session", "eks_calls", retryAfter);
             }
         }
 
@@ -716,6 +686,31 @@ namespace PolicyCompiler.Generated
 
         /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
         private Decision ReserveTool17_search_eks_troubleshoot_guide(in ToolCall call, string rule)
+        {
+            CounterRequestBuffer buffer = default;
+            global::System.Span<CounterRequest> requests = buffer;
+            requests[0] = new CounterRequest("eks_calls", 60, WindowAlignment.Sliding, call.Session, null, 1d, 120d);
+            if (_counters.TryReserve(requests.Slice(0, 1), _time.GetUtcNow(), out CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))
+            {
+                return Decision.Allow(rule, reservation);
+            }
+
+            switch (refused)
+            {
+                default: return Decision.RateLimited("/tools/*/limits/0", "rate limit 'eks_calls' allows 120 per minute per session", "eks_calls", retryAfter);
+            }
+        }
+
+        // Any tool no entry matches ("/default"), with the "*" layer:
+        //   deny ("tool is not in the EKS allow-list")
+        //   when allowed: at most 120 per 60 s per session on counter "eks_calls" ["/tools/*/limits/0"]
+        private Decision EvaluateDefault(in ToolCall call, bool approved)
+        {
+            return Decision.Deny("/default", "tool is not in the EKS allow-list");
+        }
+
+        /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
+        private Decision ReserveDefault(in ToolCall call, string rule)
         {
             CounterRequestBuffer buffer = default;
             global::System.Span<CounterRequest> requests = buffer;

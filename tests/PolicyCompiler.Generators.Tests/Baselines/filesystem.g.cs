@@ -25,10 +25,10 @@ namespace PolicyCompiler.Generated
     using WindowAlignment = global::PolicyCompiler.Policy.Language.WindowAlignment;
 
     /// <summary>
-    /// Compiled from policy "filesystem" (sha256 1073e21245afbba485651cda684fc641e2781b1efdb2bba28f1a92645a4b9662, mode enforce).
+    /// Compiled from policy "filesystem" (sha256 9632ae18d5911cb7fdf82aa0b17535432dbee0a8932a4919a7de9ccde2482653, mode enforce).
     /// "@modelcontextprotocol/server-filesystem confined to /srv/workspace: no '..' traversal, every path under the workspace, writes rate-limited, moves need approval."
     /// <list type="bullet">
-    /// <item>Tools matching "*": denied, 2 rules.</item>
+    /// <item>Every tool not hidden (the "*" layer): 2 rules checked first.</item>
     /// <item>Tool "create_directory": allowed, at most 30 per 60 s per grant on counter "fs_writes".</item>
     /// <item>Tool "directory_tree": allowed.</item>
     /// <item>Tool "edit_file": allowed, 1 rule, at most 30 per 60 s per grant on counter "fs_writes".</item>
@@ -42,7 +42,7 @@ namespace PolicyCompiler.Generated
     /// <item>Tool "read_text_file": allowed.</item>
     /// <item>Tool "search_files": allowed, at most 20 per 60 s per grant on counter "fs_searches".</item>
     /// <item>Tool "write_file": allowed, 1 rule, at most 30 per 60 s per grant on counter "fs_writes".</item>
-    /// <item>Any other tool: denied ("tool is not allowed by this policy").</item>
+    /// <item>Any other tool: denied ("tool is not in the filesystem allow-list").</item>
     /// </list>
     /// </summary>
     [global::System.CodeDom.Compiler.GeneratedCode("PolicyCompiler.Generators", "1.0.0.0")]
@@ -68,9 +68,9 @@ namespace PolicyCompiler.Generated
         /// <summary>The compiled policy: name, SHA-256, mode and source text.</summary>
         public static PolicyInfo Info { get; } = new PolicyInfo(
             "filesystem",
-            "1073e21245afbba485651cda684fc641e2781b1efdb2bba28f1a92645a4b9662",
+            "9632ae18d5911cb7fdf82aa0b17535432dbee0a8932a4919a7de9ccde2482653",
             PolicyMode.Enforce,
-            "{\u000A  \"$schema\": \"./policy.schema.json\",\u000A  \"version\": \"1\",\u000A  \"name\": \"filesystem\",\u000A  \"description\": \"@modelcontextprotocol/server-filesystem confined to /srv/workspace: no '..' traversal, every path under the workspace, writes rate-limited, moves need approval.\",\u000A  \"default\": \"deny\",\u000A  \"tools\": {\u000A    \"*\": {\u000A      \"action\": \"deny\",\u000A      \"reason\": \"tool is not in the filesystem allow-list\",\u000A      \"rules\": [\u000A        {\u000A          \"when\": { \"any\": [\u000A            { \"args.path\": { \"contains\": \"..\" } },\u000A            { \"args.source\": { \"contains\": \"..\" } },\u000A            { \"args.destination\": { \"contains\": \"..\" } }\u000A          ] },\u000A          \"action\": \"deny\",\u000A          \"reason\": \"path traversal ('..') is not allowed\"\u000A        },\u000A        {\u000A          \"when\": { \"any\": [\u000A            { \"args.path\": { \"exists\": true }, \"not\": { \"any\": [ { \"args.path\": { \"eq\": \"/srv/workspace\" } }, { \"args.path\": { \"prefix\": \"/srv/workspace/\" } } ] } },\u000A            { \"args.source\": { \"exists\": true }, \"not\": { \"args.source\": { \"prefix\": \"/srv/workspace/\" } } },\u000A            { \"args.destination\": { \"exists\": true }, \"not\": { \"args.destination\": { \"prefix\": \"/srv/workspace/\" } } }\u000A          ] },\u000A          \"action\": \"deny\",\u000A          \"reason\": \"paths must be under /srv/workspace/\"\u000A        }\u000A      ]\u000A    },\u000A\u000A    \"list_allowed_directories\": {},\u000A    \"read_text_file\": {},\u000A    \"read_media_file\": {},\u000A    \"get_file_info\": {},\u000A    \"list_directory\": {},\u000A    \"list_directory_with_sizes\": {},\u000A    \"directory_tree\": {},\u000A    \"search_files\": {\u000A      \"limits\": [ { \"counter\": \"fs_searches\", \"window\": \"minute\", \"max\": 20 } ]\u000A    },\u000A    \"read_multiple_files\": { \"action\": \"deny\", \"reason\": \"read files one at a time with read_text_file so each path is checked\" },\u000A\u000A    \"write_file\": {\u000A      \"rules\": [\u000A        { \"when\": { \"args.path\": { \"glob\": \"/srv/workspace/.git/*\" } }, \"action\": \"deny\", \"reason\": \"the .git directory is managed by git, not by the agent\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"fs_writes\", \"window\": \"minute\", \"max\": 30 } ]\u000A    },\u000A    \"edit_file\": {\u000A      \"rules\": [\u000A        { \"when\": { \"args.path\": { \"glob\": \"/srv/workspace/.git/*\" } }, \"action\": \"deny\", \"reason\": \"the .git directory is managed by git, not by the agent\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"fs_writes\", \"window\": \"minute\", \"max\": 30 } ]\u000A    },\u000A    \"create_directory\": {\u000A      \"limits\": [ { \"counter\": \"fs_writes\", \"window\": \"minute\", \"max\": 30 } ]\u000A    },\u000A    \"move_file\": {\u000A      \"action\": \"approve\",\u000A      \"reason\": \"moving files needs a human\",\u000A      \"limits\": [ { \"counter\": \"fs_writes\", \"window\": \"minute\", \"max\": 30 } ]\u000A    }\u000A  }\u000A}\u000A");
+            "{\u000A  \"$schema\": \"./policy.schema.json\",\u000A  \"version\": \"1\",\u000A  \"name\": \"filesystem\",\u000A  \"description\": \"@modelcontextprotocol/server-filesystem confined to /srv/workspace: no '..' traversal, every path under the workspace, writes rate-limited, moves need approval.\",\u000A  \"default\": \"deny\",\u000A  \"default_reason\": \"tool is not in the filesystem allow-list\",\u000A  \"tools\": {\u000A    \"*\": {\u000A      \"rules\": [\u000A        {\u000A          \"when\": { \"any\": [\u000A            { \"args.path\": { \"contains\": \"..\" } },\u000A            { \"args.source\": { \"contains\": \"..\" } },\u000A            { \"args.destination\": { \"contains\": \"..\" } }\u000A          ] },\u000A          \"action\": \"deny\",\u000A          \"reason\": \"path traversal ('..') is not allowed\"\u000A        },\u000A        {\u000A          \"when\": { \"any\": [\u000A            { \"args.path\": { \"exists\": true }, \"not\": { \"any\": [ { \"args.path\": { \"eq\": \"/srv/workspace\" } }, { \"args.path\": { \"prefix\": \"/srv/workspace/\" } } ] } },\u000A            { \"args.source\": { \"exists\": true }, \"not\": { \"args.source\": { \"prefix\": \"/srv/workspace/\" } } },\u000A            { \"args.destination\": { \"exists\": true }, \"not\": { \"args.destination\": { \"prefix\": \"/srv/workspace/\" } } }\u000A          ] },\u000A          \"action\": \"deny\",\u000A          \"reason\": \"paths must be under /srv/workspace/\"\u000A        }\u000A      ]\u000A    },\u000A\u000A    \"list_allowed_directories\": {},\u000A    \"read_text_file\": {},\u000A    \"read_media_file\": {},\u000A    \"get_file_info\": {},\u000A    \"list_directory\": {},\u000A    \"list_directory_with_sizes\": {},\u000A    \"directory_tree\": {},\u000A    \"search_files\": {\u000A      \"limits\": [ { \"counter\": \"fs_searches\", \"window\": \"minute\", \"max\": 20 } ]\u000A    },\u000A    \"read_multiple_files\": { \"action\": \"deny\", \"reason\": \"read files one at a time with read_text_file so each path is checked\" },\u000A\u000A    \"write_file\": {\u000A      \"rules\": [\u000A        { \"when\": { \"args.path\": { \"glob\": \"/srv/workspace/.git/*\" } }, \"action\": \"deny\", \"reason\": \"the .git directory is managed by git, not by the agent\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"fs_writes\", \"window\": \"minute\", \"max\": 30 } ]\u000A    },\u000A    \"edit_file\": {\u000A      \"rules\": [\u000A        { \"when\": { \"args.path\": { \"glob\": \"/srv/workspace/.git/*\" } }, \"action\": \"deny\", \"reason\": \"the .git directory is managed by git, not by the agent\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"fs_writes\", \"window\": \"minute\", \"max\": 30 } ]\u000A    },\u000A    \"create_directory\": {\u000A      \"limits\": [ { \"counter\": \"fs_writes\", \"window\": \"minute\", \"max\": 30 } ]\u000A    },\u000A    \"move_file\": {\u000A      \"action\": \"approve\",\u000A      \"reason\": \"moving files needs a human\",\u000A      \"limits\": [ { \"counter\": \"fs_writes\", \"window\": \"minute\", \"max\": 30 } ]\u000A    }\u000A  }\u000A}\u000A");
 
         /// <inheritdoc/>
         public PolicyInfo Policy => Info;
@@ -79,7 +79,6 @@ namespace PolicyCompiler.Generated
         private enum Route : byte
         {
             Default,
-            Tool0_Any,
             Tool1_create_directory,
             Tool2_directory_tree,
             Tool3_edit_file,
@@ -135,8 +134,7 @@ namespace PolicyCompiler.Generated
                     break;
             }
 
-            // Pattern entry "*"
-            return Route.Tool0_Any;
+            return Route.Default;
         }
 
         /// <inheritdoc/>
@@ -144,7 +142,6 @@ namespace PolicyCompiler.Generated
         {
             switch (Select(call.NameUtf8))
             {
-                case Route.Tool0_Any: return EvaluateTool0_Any(in call, approved: false);
                 case Route.Tool1_create_directory: return EvaluateTool1_create_directory(in call, approved: false);
                 case Route.Tool2_directory_tree: return EvaluateTool2_directory_tree(in call, approved: false);
                 case Route.Tool3_edit_file: return EvaluateTool3_edit_file(in call, approved: false);
@@ -158,7 +155,7 @@ namespace PolicyCompiler.Generated
                 case Route.Tool11_read_text_file: return EvaluateTool11_read_text_file(in call, approved: false);
                 case Route.Tool12_search_files: return EvaluateTool12_search_files(in call, approved: false);
                 case Route.Tool13_write_file: return EvaluateTool13_write_file(in call, approved: false);
-                default: return Decision.Deny("/default", "tool is not allowed by this policy");
+                default: return EvaluateDefault(in call, approved: false);
             }
         }
 
@@ -167,7 +164,6 @@ namespace PolicyCompiler.Generated
         {
             switch (Select(call.NameUtf8))
             {
-                case Route.Tool0_Any: return EvaluateTool0_Any(in call, approved: true);
                 case Route.Tool1_create_directory: return EvaluateTool1_create_directory(in call, approved: true);
                 case Route.Tool2_directory_tree: return EvaluateTool2_directory_tree(in call, approved: true);
                 case Route.Tool3_edit_file: return EvaluateTool3_edit_file(in call, approved: true);
@@ -181,7 +177,7 @@ namespace PolicyCompiler.Generated
                 case Route.Tool11_read_text_file: return EvaluateTool11_read_text_file(in call, approved: true);
                 case Route.Tool12_search_files: return EvaluateTool12_search_files(in call, approved: true);
                 case Route.Tool13_write_file: return EvaluateTool13_write_file(in call, approved: true);
-                default: return Decision.Deny("/default", "tool is not allowed by this policy");
+                default: return EvaluateDefault(in call, approved: true);
             }
         }
 
@@ -190,7 +186,6 @@ namespace PolicyCompiler.Generated
         {
             switch (Select(toolNameUtf8))
             {
-                case Route.Tool0_Any: return false;
                 case Route.Tool1_create_directory: return true;
                 case Route.Tool2_directory_tree: return true;
                 case Route.Tool3_edit_file: return true;
@@ -206,17 +201,6 @@ namespace PolicyCompiler.Generated
                 case Route.Tool13_write_file: return true;
                 default: return false;
             }
-        }
-
-        // Tools matching "*" ("/tools/*"):
-        //   deny when ("args.path" contains ".." or "args.source" contains ".." or "args.destination" contains "..") ("path traversal ('..') is not allowed") ["/tools/*/rules/0"]
-        //   deny when (("args.path" exists true and not ("args.path" eq "/srv/workspace" or "args.path" prefix "/srv/workspace/")) or ("args.source" exists true and not "args.source" prefix "/srv/workspace/") or ("args.destination" exists true and not "args.destination" prefix "/srv/workspace/")) ("paths must be under /srv/workspace/") ["/tools/*/rules/1"]
-        //   otherwise deny ("tool is not in the filesystem allow-list")
-        private Decision EvaluateTool0_Any(in ToolCall call, bool approved)
-        {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
-            return Decision.Deny("/tools/*/action", "tool is not in the filesystem allow-list");
         }
 
         // Tool "create_directory" ("/tools/create_directory"):
@@ -454,6 +438,17 @@ namespace PolicyCompiler.Generated
             {
                 default: return Decision.RateLimited("/tools/write_file/limits/0", "rate limit 'fs_writes' allows 30 per minute per grant", "fs_writes", retryAfter);
             }
+        }
+
+        // Any tool no entry matches ("/default"), with the "*" layer:
+        //   deny when ("args.path" contains ".." or "args.source" contains ".." or "args.destination" contains "..") ("path traversal ('..') is not allowed") ["/tools/*/rules/0"]
+        //   deny when (("args.path" exists true and not ("args.path" eq "/srv/workspace" or "args.path" prefix "/srv/workspace/")) or ("args.source" exists true and not "args.source" prefix "/srv/workspace/") or ("args.destination" exists true and not "args.destination" prefix "/srv/workspace/")) ("paths must be under /srv/workspace/") ["/tools/*/rules/1"]
+        //   otherwise deny ("tool is not in the filesystem allow-list")
+        private Decision EvaluateDefault(in ToolCall call, bool approved)
+        {
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            return Decision.Deny("/default", "tool is not in the filesystem allow-list");
         }
 
         /// <summary>Room for the counter requests of one call, on the stack.</summary>

@@ -25,11 +25,11 @@ namespace PolicyCompiler.Generated
     using WindowAlignment = global::PolicyCompiler.Policy.Language.WindowAlignment;
 
     /// <summary>
-    /// Compiled from policy "github" (sha256 39d634ec3c4cc507936ab936091aff33176fce7cb0a0c83a697d3820272483ed, mode enforce).
+    /// Compiled from policy "github" (sha256 87dd89f6d8ffcef8b47d0ef06ce8f270bb1d6d6751f0642d135ed60300ab2453, mode enforce).
     /// "GitHub MCP server (github/github-mcp-server): reads allowed within the acme organisations, writes rate-limited per repository, merges and workflow runs need approval, deletes hidden."
     /// <list type="bullet">
+    /// <item>Every tool not hidden (the "*" layer): 1 rule checked first, at most 1000 per 3600 s per grant on counter "github_calls".</item>
     /// <item>Hidden (denied, not listed): tools matching "delete_*".</item>
-    /// <item>Tools matching "*": denied, 1 rule, at most 1000 per 3600 s per grant on counter "github_calls".</item>
     /// <item>Tool "actions_run_trigger": need approval.</item>
     /// <item>Tool "add_issue_comment": allowed, at most 20 per 3600 s per grant and "args.repo" on counter "comments".</item>
     /// <item>Tool "create_branch": allowed, at most 60 per 3600 s per grant and "args.repo" on counter "github_writes".</item>
@@ -43,7 +43,7 @@ namespace PolicyCompiler.Generated
     /// <item>Tool "merge_pull_request": need approval, 1 rule.</item>
     /// <item>Tool "push_files": allowed, 1 rule, at most 60 per 3600 s per grant and "args.repo" on counter "github_writes".</item>
     /// <item>Tools matching "search_*": allowed.</item>
-    /// <item>Any other tool: denied ("tool is not allowed by this policy").</item>
+    /// <item>Any other tool: denied ("tool is not in the GitHub allow-list").</item>
     /// </list>
     /// </summary>
     [global::System.CodeDom.Compiler.GeneratedCode("PolicyCompiler.Generators", "1.0.0.0")]
@@ -70,9 +70,9 @@ namespace PolicyCompiler.Generated
         /// <summary>The compiled policy: name, SHA-256, mode and source text.</summary>
         public static PolicyInfo Info { get; } = new PolicyInfo(
             "github",
-            "39d634ec3c4cc507936ab936091aff33176fce7cb0a0c83a697d3820272483ed",
+            "87dd89f6d8ffcef8b47d0ef06ce8f270bb1d6d6751f0642d135ed60300ab2453",
             PolicyMode.Enforce,
-            "{\u000A  \"$schema\": \"./policy.schema.json\",\u000A  \"version\": \"1\",\u000A  \"name\": \"github\",\u000A  \"description\": \"GitHub MCP server (github/github-mcp-server): reads allowed within the acme organisations, writes rate-limited per repository, merges and workflow runs need approval, deletes hidden.\",\u000A  \"default\": \"deny\",\u000A  \"hide\": [\"delete_*\"],\u000A  \"tools\": {\u000A    \"*\": {\u000A      \"action\": \"deny\",\u000A      \"reason\": \"tool is not in the GitHub allow-list\",\u000A      \"rules\": [\u000A        { \"when\": { \"args.owner\": { \"not_in\": [\"acme\", \"acme-labs\"] } }, \"action\": \"deny\", \"reason\": \"only repositories of the acme organisations\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"github_calls\", \"window\": \"hour\", \"max\": 1000 } ]\u000A    },\u000A\u000A    \"get_*\": {},\u000A    \"list_*\": {},\u000A    \"search_*\": {},\u000A\u000A    \"create_or_update_file\": {\u000A      \"rules\": [\u000A        { \"when\": { \"args.branch\": { \"in\": [\"main\", \"master\"] } }, \"action\": \"deny\", \"reason\": \"commit to a branch and open a pull request\" },\u000A        { \"when\": { \"args.path\": { \"prefix\": \".github/workflows/\" } }, \"action\": \"approve\", \"reason\": \"workflow changes need a human\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"github_writes\", \"window\": \"hour\", \"max\": 60, \"key\": \"args.repo\" } ]\u000A    },\u000A    \"push_files\": {\u000A      \"rules\": [\u000A        { \"when\": { \"args.branch\": { \"in\": [\"main\", \"master\"] } }, \"action\": \"deny\", \"reason\": \"commit to a branch and open a pull request\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"github_writes\", \"window\": \"hour\", \"max\": 60, \"key\": \"args.repo\" } ]\u000A    },\u000A    \"create_branch\": {\u000A      \"limits\": [ { \"counter\": \"github_writes\", \"window\": \"hour\", \"max\": 60, \"key\": \"args.repo\" } ]\u000A    },\u000A    \"create_pull_request\": {\u000A      \"limits\": [ { \"counter\": \"pull_requests\", \"window\": \"hour\", \"max\": 10 } ]\u000A    },\u000A    \"add_issue_comment\": {\u000A      \"limits\": [ { \"counter\": \"comments\", \"window\": \"hour\", \"max\": 20, \"key\": \"args.repo\" } ]\u000A    },\u000A    \"create_issue\": {\u000A      \"limits\": [ { \"counter\": \"issues\", \"window\": \"day\", \"max\": 20 } ]\u000A    },\u000A    \"merge_pull_request\": {\u000A      \"action\": \"approve\",\u000A      \"reason\": \"merging needs a human\",\u000A      \"rules\": [\u000A        { \"when\": { \"args.merge_method\": { \"eq\": \"rebase\" } }, \"action\": \"deny\", \"reason\": \"rebase merges rewrite history; use merge or squash\" }\u000A      ]\u000A    },\u000A    \"actions_run_trigger\": { \"action\": \"approve\", \"reason\": \"running workflows needs a human\" },\u000A    \"create_repository\": { \"action\": \"approve\", \"reason\": \"new repositories need a human\" },\u000A    \"fork_repository\": { \"action\": \"deny\", \"reason\": \"forks leave the organisation's control\" }\u000A  }\u000A}\u000A");
+            "{\u000A  \"$schema\": \"./policy.schema.json\",\u000A  \"version\": \"1\",\u000A  \"name\": \"github\",\u000A  \"description\": \"GitHub MCP server (github/github-mcp-server): reads allowed within the acme organisations, writes rate-limited per repository, merges and workflow runs need approval, deletes hidden.\",\u000A  \"default\": \"deny\",\u000A  \"default_reason\": \"tool is not in the GitHub allow-list\",\u000A  \"hide\": [\"delete_*\"],\u000A  \"tools\": {\u000A    \"*\": {\u000A      \"rules\": [\u000A        { \"when\": { \"args.owner\": { \"not_in\": [\"acme\", \"acme-labs\"] } }, \"action\": \"deny\", \"reason\": \"only repositories of the acme organisations\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"github_calls\", \"window\": \"hour\", \"max\": 1000 } ]\u000A    },\u000A\u000A    \"get_*\": {},\u000A    \"list_*\": {},\u000A    \"search_*\": {},\u000A\u000A    \"create_or_update_file\": {\u000A      \"rules\": [\u000A        { \"when\": { \"args.branch\": { \"in\": [\"main\", \"master\"] } }, \"action\": \"deny\", \"reason\": \"commit to a branch and open a pull request\" },\u000A        { \"when\": { \"args.path\": { \"prefix\": \".github/workflows/\" } }, \"action\": \"approve\", \"reason\": \"workflow changes need a human\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"github_writes\", \"window\": \"hour\", \"max\": 60, \"key\": \"args.repo\" } ]\u000A    },\u000A    \"push_files\": {\u000A      \"rules\": [\u000A        { \"when\": { \"args.branch\": { \"in\": [\"main\", \"master\"] } }, \"action\": \"deny\", \"reason\": \"commit to a branch and open a pull request\" }\u000A      ],\u000A      \"limits\": [ { \"counter\": \"github_writes\", \"window\": \"hour\", \"max\": 60, \"key\": \"args.repo\" } ]\u000A    },\u000A    \"create_branch\": {\u000A      \"limits\": [ { \"counter\": \"github_writes\", \"window\": \"hour\", \"max\": 60, \"key\": \"args.repo\" } ]\u000A    },\u000A    \"create_pull_request\": {\u000A      \"limits\": [ { \"counter\": \"pull_requests\", \"window\": \"hour\", \"max\": 10 } ]\u000A    },\u000A    \"add_issue_comment\": {\u000A      \"limits\": [ { \"counter\": \"comments\", \"window\": \"hour\", \"max\": 20, \"key\": \"args.repo\" } ]\u000A    },\u000A    \"create_issue\": {\u000A      \"limits\": [ { \"counter\": \"issues\", \"window\": \"day\", \"max\": 20 } ]\u000A    },\u000A    \"merge_pull_request\": {\u000A      \"action\": \"approve\",\u000A      \"reason\": \"merging needs a human\",\u000A      \"rules\": [\u000A        { \"when\": { \"args.merge_method\": { \"eq\": \"rebase\" } }, \"action\": \"deny\", \"reason\": \"rebase merges rewrite history; use merge or squash\" }\u000A      ]\u000A    },\u000A    \"actions_run_trigger\": { \"action\": \"approve\", \"reason\": \"running workflows needs a human\" },\u000A    \"create_repository\": { \"action\": \"approve\", \"reason\": \"new repositories need a human\" },\u000A    \"fork_repository\": { \"action\": \"deny\", \"reason\": \"forks leave the organisation's control\" }\u000A  }\u000A}\u000A");
 
         /// <inheritdoc/>
         public PolicyInfo Policy => Info;
@@ -82,7 +82,6 @@ namespace PolicyCompiler.Generated
         {
             Default,
             Hidden0,
-            Tool0_Any,
             Tool1_actions_run_trigger,
             Tool2_add_issue_comment,
             Tool3_create_branch,
@@ -139,8 +138,7 @@ namespace PolicyCompiler.Generated
             if (MemoryExtensions.StartsWith(name, "list_"u8)) return Route.Tool10_list_Any;
             // Pattern entry "get_*"
             if (MemoryExtensions.StartsWith(name, "get_"u8)) return Route.Tool9_get_Any;
-            // Pattern entry "*"
-            return Route.Tool0_Any;
+            return Route.Default;
         }
 
         /// <inheritdoc/>
@@ -149,7 +147,6 @@ namespace PolicyCompiler.Generated
             switch (Select(call.NameUtf8))
             {
                 case Route.Hidden0: return Decision.Deny("/hide/0", "tool is hidden by policy");
-                case Route.Tool0_Any: return EvaluateTool0_Any(in call, approved: false);
                 case Route.Tool1_actions_run_trigger: return EvaluateTool1_actions_run_trigger(in call, approved: false);
                 case Route.Tool2_add_issue_comment: return EvaluateTool2_add_issue_comment(in call, approved: false);
                 case Route.Tool3_create_branch: return EvaluateTool3_create_branch(in call, approved: false);
@@ -163,7 +160,7 @@ namespace PolicyCompiler.Generated
                 case Route.Tool11_merge_pull_request: return EvaluateTool11_merge_pull_request(in call, approved: false);
                 case Route.Tool12_push_files: return EvaluateTool12_push_files(in call, approved: false);
                 case Route.Tool13_search_Any: return EvaluateTool13_search_Any(in call, approved: false);
-                default: return Decision.Deny("/default", "tool is not allowed by this policy");
+                default: return EvaluateDefault(in call, approved: false);
             }
         }
 
@@ -173,7 +170,6 @@ namespace PolicyCompiler.Generated
             switch (Select(call.NameUtf8))
             {
                 case Route.Hidden0: return Decision.Deny("/hide/0", "tool is hidden by policy");
-                case Route.Tool0_Any: return EvaluateTool0_Any(in call, approved: true);
                 case Route.Tool1_actions_run_trigger: return EvaluateTool1_actions_run_trigger(in call, approved: true);
                 case Route.Tool2_add_issue_comment: return EvaluateTool2_add_issue_comment(in call, approved: true);
                 case Route.Tool3_create_branch: return EvaluateTool3_create_branch(in call, approved: true);
@@ -187,7 +183,7 @@ namespace PolicyCompiler.Generated
                 case Route.Tool11_merge_pull_request: return EvaluateTool11_merge_pull_request(in call, approved: true);
                 case Route.Tool12_push_files: return EvaluateTool12_push_files(in call, approved: true);
                 case Route.Tool13_search_Any: return EvaluateTool13_search_Any(in call, approved: true);
-                default: return Decision.Deny("/default", "tool is not allowed by this policy");
+                default: return EvaluateDefault(in call, approved: true);
             }
         }
 
@@ -197,7 +193,6 @@ namespace PolicyCompiler.Generated
             switch (Select(toolNameUtf8))
             {
                 case Route.Hidden0: return false;
-                case Route.Tool0_Any: return false;
                 case Route.Tool1_actions_run_trigger: return true;
                 case Route.Tool2_add_issue_comment: return true;
                 case Route.Tool3_create_branch: return true;
@@ -212,33 +207,6 @@ namespace PolicyCompiler.Generated
                 case Route.Tool12_push_files: return true;
                 case Route.Tool13_search_Any: return true;
                 default: return false;
-            }
-        }
-
-        // Tools matching "*" ("/tools/*"):
-        //   deny when "args.owner" notin ["acme", "acme-labs"] ("only repositories of the acme organisations") ["/tools/*/rules/0"]
-        //   otherwise deny ("tool is not in the GitHub allow-list")
-        //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
-        private Decision EvaluateTool0_Any(in ToolCall call, bool approved)
-        {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
-            return Decision.Deny("/tools/*/action", "tool is not in the GitHub allow-list");
-        }
-
-        /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
-        private Decision ReserveTool0_Any(in ToolCall call, string rule)
-        {
-            CounterRequestBuffer buffer = default;
-            global::System.Span<CounterRequest> requests = buffer;
-            requests[0] = new CounterRequest("github_calls", 3600, WindowAlignment.Sliding, call.Grant, null, 1d, 1000d);
-            if (_counters.TryReserve(requests.Slice(0, 1), _time.GetUtcNow(), out CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))
-            {
-                return Decision.Allow(rule, reservation);
-            }
-
-            switch (refused)
-            {
-                default: return Decision.RateLimited("/tools/*/limits/0", "rate limit 'github_calls' allows 1000 per hour per grant", "github_calls", retryAfter);
             }
         }
 
@@ -604,6 +572,33 @@ namespace PolicyCompiler.Generated
 
         /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
         private Decision ReserveTool13_search_Any(in ToolCall call, string rule)
+        {
+            CounterRequestBuffer buffer = default;
+            global::System.Span<CounterRequest> requests = buffer;
+            requests[0] = new CounterRequest("github_calls", 3600, WindowAlignment.Sliding, call.Grant, null, 1d, 1000d);
+            if (_counters.TryReserve(requests.Slice(0, 1), _time.GetUtcNow(), out CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))
+            {
+                return Decision.Allow(rule, reservation);
+            }
+
+            switch (refused)
+            {
+                default: return Decision.RateLimited("/tools/*/limits/0", "rate limit 'github_calls' allows 1000 per hour per grant", "github_calls", retryAfter);
+            }
+        }
+
+        // Any tool no entry matches ("/default"), with the "*" layer:
+        //   deny when "args.owner" notin ["acme", "acme-labs"] ("only repositories of the acme organisations") ["/tools/*/rules/0"]
+        //   otherwise deny ("tool is not in the GitHub allow-list")
+        //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
+        private Decision EvaluateDefault(in ToolCall call, bool approved)
+        {
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            return Decision.Deny("/default", "tool is not in the GitHub allow-list");
+        }
+
+        /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
+        private Decision ReserveDefault(in ToolCall call, string rule)
         {
             CounterRequestBuffer buffer = default;
             global::System.Span<CounterRequest> requests = buffer;

@@ -26,9 +26,13 @@ internal static class GeneratorHarness
     }
 
     /// <summary>Runs the generator on one policy file; returns the run result and the compilation with the generated code.</summary>
-    public static (GeneratorDriverRunResult Result, Compilation Output, ImmutableArray<Diagnostic> Diagnostics) Run(string path, string json)
+    public static (GeneratorDriverRunResult Result, Compilation Output, ImmutableArray<Diagnostic> Diagnostics) Run(string path, string json) =>
+        Run(new InMemoryAdditionalText(path, json));
+
+    /// <summary>Runs the generator on one policy file given as an additional text.</summary>
+    public static (GeneratorDriverRunResult Result, Compilation Output, ImmutableArray<Diagnostic> Diagnostics) Run(AdditionalText file)
     {
-        GeneratorDriver driver = CreateDriver(new[] { new InMemoryAdditionalText(path, json) });
+        GeneratorDriver driver = CreateDriver(new[] { file });
         CSharpCompilation compilation = InMemoryCompiler.CreateCompilation(Array.Empty<string>());
         driver = driver.RunGeneratorsAndUpdateCompilation(compilation, out Compilation output, out ImmutableArray<Diagnostic> diagnostics);
         return (driver.GetRunResult(), output, diagnostics);
@@ -38,6 +42,19 @@ internal static class GeneratorHarness
     public sealed class InMemoryAdditionalText(string path, string text) : AdditionalText
     {
         private readonly SourceText _text = SourceText.From(text, System.Text.Encoding.UTF8);
+
+        public override string Path { get; } = path;
+
+        public override SourceText GetText(CancellationToken cancellationToken = default) => _text;
+    }
+
+    /// <summary>
+    /// An additional file given as raw bytes, decoded the way the compiler decodes a file on disk
+    /// (encoding detected from a byte-order mark, which is not part of the text).
+    /// </summary>
+    public sealed class FileBytesAdditionalText(string path, byte[] bytes) : AdditionalText
+    {
+        private readonly SourceText _text = SourceText.From(new MemoryStream(bytes), System.Text.Encoding.UTF8);
 
         public override string Path { get; } = path;
 

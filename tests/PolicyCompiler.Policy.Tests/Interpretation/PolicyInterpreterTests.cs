@@ -59,9 +59,8 @@ public class PolicyInterpreterTests
     public void Exact_name_beats_pattern_and_more_specific_patterns_win()
     {
         var h = new InterpreterHarness("""
-            { 'version': '1',
+            { 'version': '1', 'default_reason': 'not named',
               'tools': {
-                '*': { 'action': 'deny', 'reason': 'star' },
                 'Delete*': { 'action': 'approve' },
                 'DeleteC*': { 'action': 'deny', 'reason': 'clusters' },
                 'Delete?luster': { 'action': 'allow' },
@@ -76,9 +75,9 @@ public class PolicyInterpreterTests
         AssertDecision(h.Call("DeleteNodegroup"), ApprovalRequired, "/tools/Delete*/action");
         AssertDecision(h.Call("GetPods"), Allow, "/tools/Get*");
         AssertDecision(h.Call("SetPods"), Deny, "/tools/?et*/action");
-        var star = h.Call("ListThings");
-        AssertDecision(star, Deny, "/tools/*/action");
-        Assert.Equal("star", star.Reason);
+        var unnamed = h.Call("ListThings");
+        AssertDecision(unnamed, Deny, "/default");
+        Assert.Equal("not named", unnamed.Reason);
     }
 
     [Fact]
@@ -100,7 +99,7 @@ public class PolicyInterpreterTests
     public void The_star_layer_adds_its_rules_first_and_its_limits_to_every_tool()
     {
         var h = new InterpreterHarness("""
-            { 'version': '1',
+            { 'version': '1', 'default': 'allow',
               'tools': {
                 '*': {
                   'rules': [ { 'when': { 'args.namespace': { 'eq': 'kube-system' } }, 'action': 'deny', 'reason': 'kube-system is off limits' } ],
@@ -113,10 +112,97 @@ public class PolicyInterpreterTests
         Assert.Equal("kube-system is off limits", denied.Reason);
         AssertDecision(h.Call("ListPods", "{'namespace':'default'}"), Allow, "/tools/ListPods/rules/0");
         AssertDecision(h.Call("GetPod"), Allow, "/tools/GetPod");
-        AssertDecision(h.Call("Unlisted"), Allow, "/tools/*");
-        var limited = h.Call("GetPod");
+        // A tool no entry matches is decided by the default, with the layer's rules and limits.
+        AssertDecision(h.Call("Unlisted", "{'namespace':'kube-system'}"), Deny, "/tools/*/rules/0");
+        AssertDecision(h.Call("Unlisted"), Allow, "/default");
+        var limited = h.Call("Unlisted");
         AssertDecision(limited, RateLimited, "/tools/*/limits/0");
         Assert.Equal("all_calls", limited.Counter);
+        AssertDecision(h.Call("GetPod"), RateLimited, "/tools/*/limits/0");
+    }
+
+    [Fact]
+    public void The_star_entry_is_never_selected_so_default_deny_stays_deny()
+    {
+        // The trap PC0105 used to warn about: rules on '*' in a deny-by-default policy once made '*'
+        // the selected entry (action allow) for every unnamed tool.
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'default': 'deny', 'default_reason': 'not in the allow-list',
+              'tools': {
+                '*': { 'rules': [ { 'when': { 'args.ns': { 'eq': 'kube-system' } }, 'action': 'deny' } ],
+                       'limits': [ { 'counter': 'all', 'window': 'minute', 'max': 100 } ] },
+                'Get': { } } }
+            """);
+        var unnamed = h.Call("Delete", "{'ns':'default'}");
+        AssertDecision(unnamed, Deny, "/default");
+        Assert.Equal("not in the allow-list", unnamed.Reason);
+        Assert.Equal(0, h.Store.GetCount("all", "g1", null, h.Clock.GetUtcNow()));
+        Assert.False(h.IsListed("Delete"));
+        // A layer rule without a reason shows the layer's text, not an entry's.
+        var layerDeny = h.Call("Delete", "{'ns':'kube-system'}");
+        AssertDecision(layerDeny, Deny, "/tools/*/rules/0");
+        Assert.Equal(PolicyText.LayerDenyReason, layerDeny.Reason);
+        AssertDecision(h.Call("Get"), Allow, "/tools/Get");
+        Assert.Equal(1, h.Store.GetCount("all", "g1", null, h.Clock.GetUtcNow()));
+        // '*' names no tool: a call to a tool literally named '*' is a tool no entry matches.
+        AssertDecision(h.Call("*"), Deny, "/default");
+    }
+
+    [Fact]
+    public void Layer_rules_can_let_unnamed_tools_through_with_the_layer_limits()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'default': 'deny',
+              'tools': {
+                '*': { 'rules': [
+                         { 'when': { 'grant': { 'eq': 'admin' } }, 'action': 'allow' },
+                         { 'when': { 'tool': { 'prefix': 'delete_' } }, 'action': 'approve' } ],
+                       'limits': [ { 'counter': 'all', 'window': 'minute', 'max': 1 } ] },
+                'delete_repo': { 'action': 'deny', 'reason': 'never' } } }
+            """);
+        AssertDecision(h.Call("anything", grant: "admin"), Allow, "/tools/*/rules/0");
+        AssertDecision(h.Call("anything", grant: "admin"), RateLimited, "/tools/*/limits/0");
+        var approval = h.Call("delete_branch");
+        AssertDecision(approval, ApprovalRequired, "/tools/*/rules/1");
+        Assert.Equal(PolicyText.LayerApproveReason, approval.Reason);
+        // The layer's approve rule runs before the entry's deny action.
+        AssertDecision(h.Call("delete_repo"), ApprovalRequired, "/tools/*/rules/1");
+        // An approved call reserves the layer's limits under the rule that asked for approval.
+        AssertDecision(h.Reserve("delete_branch", grant: "g2"), Allow, "/tools/*/rules/1");
+        AssertDecision(h.Reserve("delete_branch", grant: "g2"), RateLimited, "/tools/*/limits/0");
+        AssertDecision(h.Call("anything"), Deny, "/default");
+        // Listed: a conditional allow or approve rule of '*' could let any tool through.
+        Assert.True(h.IsListed("anything"));
+        Assert.True(h.IsListed("delete_repo"));
+    }
+
+    [Fact]
+    public void Other_wildcard_patterns_are_ordinary_entries_chosen_by_specificity()
+    {
+        var h = new InterpreterHarness("""
+            { 'version': '1', 'default': 'deny',
+              'tools': {
+                '*': { 'rules': [ { 'when': { 'args.x': { 'eq': 1 } }, 'action': 'deny', 'reason': 'layer' } ] },
+                '**': { 'action': 'approve', 'reason': 'anything else needs a human' },
+                'Delete*': { 'action': 'deny', 'reason': 'deletes' },
+                '*Cluster': { } } }
+            """);
+        AssertDecision(h.Call("DeleteNodegroup"), Deny, "/tools/Delete*/action");
+        // '*Cluster' has 7 literal characters, 'Delete*' 6.
+        AssertDecision(h.Call("DeleteCluster"), Allow, "/tools/*Cluster");
+        AssertDecision(h.Call("Other"), ApprovalRequired, "/tools/**/action");
+        AssertDecision(h.Call("Other", "{'x':1}"), Deny, "/tools/*/rules/0");
+    }
+
+    [Fact]
+    public void IsListed_for_unnamed_tools_walks_the_layer_rules_then_the_default()
+    {
+        static bool Listed(string policy) => new InterpreterHarness(policy).IsListed("Unnamed");
+        Assert.False(Listed("{ 'version': '1', 'tools': { '*': { 'rules': [ { 'when': { 'args.x': { 'eq': 1 } }, 'action': 'deny' } ] } } }"));
+        Assert.True(Listed("{ 'version': '1', 'tools': { '*': { 'rules': [ { 'when': { 'args.x': { 'eq': 1 } }, 'action': 'approve' } ] } } }"));
+        Assert.True(Listed("{ 'version': '1', 'default': 'allow', 'tools': { '*': { 'limits': [ { 'counter': 'c', 'window': 60, 'max': 1 } ] } } }"));
+        Assert.False(Listed("{ 'version': '1', 'default': 'allow', 'tools': { '*': { 'rules': [ { 'action': 'deny' } ] } } }"));
+        Assert.False(Listed("{ 'version': '1', 'default': 'allow', 'hide': [ 'Unnamed' ], 'tools': { '*': { 'rules': [ { 'action': 'allow' } ] } } }"));
     }
 
     [Fact]
@@ -284,7 +370,7 @@ public class PolicyInterpreterTests
     public void Limits_are_all_or_nothing_and_rollback_refunds()
     {
         var h = new InterpreterHarness("""
-            { 'version': '1', 'tools': {
+            { 'version': '1', 'default': 'allow', 'tools': {
                 '*': { 'limits': [ { 'counter': 'total', 'window': 'minute', 'max': 10 } ] },
                 'T': { 'limits': [ { 'counter': 'per_tool', 'window': 'minute', 'max': 1 } ] } } }
             """);
@@ -355,7 +441,13 @@ public class PolicyInterpreterTests
 
         var pattern = h.Explain("DeleteCluster");
         AssertDecision(pattern.Decision, ApprovalRequired, "/tools/Delete*/action");
-        Assert.Contains(pattern.Trace, s => s.Text.Contains("'Delete*' is the most specific match (also matching: '*')"));
+        Assert.Contains(pattern.Trace, s => s.ToString() == "/tools/Delete*: pattern 'Delete*' matches the tool");
+        Assert.Contains(pattern.Trace, s => s.ToString() == "/tools/*: the '*' layer adds its rules (first) and limits");
+
+        var unnamed = string.Join("\n", h.Explain("Other", "{'ns':'default'}").Trace);
+        Assert.Contains("no entry matches the tool", unnamed);
+        Assert.Contains("/tools/*/rules/0: deny rule: condition false", unnamed);
+        Assert.EndsWith("/default: no rule fired; default is deny", unnamed);
     }
 
     [Fact]

@@ -299,7 +299,7 @@ public class PolicyDiagnosticTests
     {
         static string Limits(string prefix, int n) =>
             string.Join(", ", Enumerable.Range(0, n).Select(i => $"{{ 'counter': '{prefix}{i}', 'window': 60, 'max': 10 }}"));
-        var json = "{ 'version': '1', 'tools': {\n  '*': { 'action': 'deny', 'limits': [ " + Limits("w", 3) + " ] },\n  'a': { 'limits': [ " + Limits("e", 6) + " ] } } }";
+        var json = "{ 'version': '1', 'tools': {\n  '*': { 'limits': [ " + Limits("w", 3) + " ] },\n  'a': { 'limits': [ " + Limits("e", 6) + " ] } } }";
         var d = Single(Parse(json), "PC0020", 3, 3);
         Assert.StartsWith("9 limits apply", d.Message);
         ParseValid(json.Replace("{ 'counter': 'e5', 'window': 60, 'max': 10 }, ", "").Replace(", { 'counter': 'e5', 'window': 60, 'max': 10 }", ""));
@@ -323,6 +323,50 @@ public class PolicyDiagnosticTests
         Single(Parse("{ 'version': '1', 'tools': { 'a': { 'limits': [ { 'counter': 'c', 'window': 60, 'max': 5, 'increment_from': 'grant' } ] } } }"), "PC0023", 1, 109);
     }
 
+    [Theory]
+    [InlineData("'action': 'deny'", "action", "'default'")]
+    [InlineData("'reason': 'not allowed'", "reason", "'default_reason'")]
+    [InlineData("'hide': false", "hide", "top-level 'hide'")]
+    public void Diagnostic_PC0024_DecidingFieldOnTheStarLayer(string field, string name, string instead)
+    {
+        // Located at the offending field's key: line 3, column 10.
+        var d = Single(Parse("{ 'version': '1', 'tools': {\n  'Get': {},\n  '*': { " + field + ", 'limits': [] } } }"), "PC0024", 3, 10);
+        Assert.Equal(PolicyDiagnosticSeverity.Error, d.Severity);
+        Assert.StartsWith("'" + name + "' is not allowed on the '*' entry", d.Message);
+        Assert.Contains(instead, d.Message);
+    }
+
+    [Fact]
+    public void Diagnostic_PC0024_EachFieldIsReported_OtherPatternsMayDecide()
+    {
+        var result = Parse("""
+            { 'version': '1', 'tools': {
+              '*': { 'rules': [], 'action': 'allow', 'reason': 'r', 'hide': true } } }
+            """);
+        Assert.Equal(new[] { (2, 23), (2, 42), (2, 57) }, result.Diagnostics.Where(d => d.Id == "PC0024").Select(d => (d.Line, d.Column)));
+        Assert.Null(result.Policy);
+        // Only the key exactly '*' is the layer: '**' and 'Delete*' are ordinary entries, and the
+        // layer shadows neither (no PC0102: '*' is never selected).
+        ParseValid("{ 'version': '1', 'tools': { '*': { }, '**': { 'action': 'deny' } } }");
+        ParseValid("{ 'version': '1', 'tools': { '**': { 'action': 'deny', 'reason': 'r', 'hide': false }, 'Delete*': { 'action': 'approve' } } }");
+        // The layer's own rules and limits are what it is for.
+        var policy = ParseValid("{ 'version': '1', 'tools': { '*': { 'rules': [ { 'action': 'deny' } ], 'limits': [ { 'counter': 'c', 'window': 60, 'max': 1 } ] } } }");
+        Assert.Equal(PolicyText.LayerDenyReason, policy.Tools[0].Rules[0].Reason);
+    }
+
+    [Fact]
+    public void RetiredIds_AreNotInTheCatalog_AndNeverReused()
+    {
+        Assert.Contains("PC0105", PolicyDiagnostics.RetiredIds);
+        foreach (string id in PolicyDiagnostics.RetiredIds)
+        {
+            Assert.DoesNotContain(PolicyDiagnostics.All, d => d.Id == id);
+        }
+
+        // A '*' entry with limits only, which PC0105 warned about, is now simply valid.
+        ParseValid("{ 'version': '1', 'default': 'deny', 'tools': { '*': { 'limits': [ { 'counter': 'all', 'window': 60, 'max': 100 } ] } } }");
+    }
+
     [Fact]
     public void Diagnostic_PC0100_RuleAfterUnconditionalRule()
     {
@@ -339,7 +383,7 @@ public class PolicyDiagnosticTests
     {
         var d = Single(Parse("""
             { 'version': '1', 'tools': {
-              '*': { 'action': 'deny', 'rules': [ { 'when': {}, 'action': 'approve' } ] },
+              '*': { 'rules': [ { 'when': {}, 'action': 'approve' } ] },
               'b': { 'rules': [ { 'action': 'deny' } ] } } }
             """), "PC0100", 3, 21);
         Assert.Contains("/tools/*/rules/0", d.Message);
@@ -423,17 +467,6 @@ public class PolicyDiagnosticTests
     public void Diagnostic_PC0104_IncrementAboveMax()
     {
         Single(Parse("{ 'version': '1', 'tools': { 'a': { 'limits': [ { 'counter': 'c', 'window': 60, 'max': 5, 'increment': 6 } ] } } }"), "PC0104", 1, 104);
-    }
-
-    [Fact]
-    public void Diagnostic_PC0105_StarEntryWithoutAction()
-    {
-        var d = Single(Parse("""
-            { 'version': '1', 'default': 'deny', 'tools': {
-              '*': { 'limits': [ { 'counter': 'all', 'window': 60, 'max': 100 } ] } } }
-            """), "PC0105", 2, 3);
-        Assert.Contains("never by 'default'", d.Message);
-        ParseValid("{ 'version': '1', 'tools': { '*': { 'action': 'deny' } } }");
     }
 
     [Fact]

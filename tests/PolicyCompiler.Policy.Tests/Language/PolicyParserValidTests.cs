@@ -57,6 +57,21 @@ public class PolicyParserValidTests
         Assert.Equal(ParseValid(Seed, singleQuotes: false).Tools, result.Policy.Tools);
     }
 
+    [Fact]
+    public void Valid_PolicyHash_IsTheSha256OfTheBytesWithoutALeadingBom()
+    {
+        byte[] text = Encoding.UTF8.GetBytes(Seed);
+        byte[] withBom = [0xEF, 0xBB, 0xBF, .. text];
+        var plain = PolicyParser.Parse("policies/seed.json", text).Policy!;
+        var bommed = PolicyParser.Parse("policies/seed.json", withBom).Policy!;
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(text)), bommed.Sha256);
+        Assert.Equal(plain.Sha256, bommed.Sha256);
+        Assert.Equal(plain.SourceText, bommed.SourceText);
+        // Only a leading BOM is left out: any other byte changes the hash.
+        byte[] trailing = [.. text, (byte)' '];
+        Assert.NotEqual(plain.Sha256, PolicyParser.Parse("policies/seed.json", trailing).Policy!.Sha256);
+    }
+
     [Theory]
     [InlineData("seed.json")]
     [InlineData("allow-all.json")]

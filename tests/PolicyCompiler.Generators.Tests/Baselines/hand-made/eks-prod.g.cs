@@ -28,9 +28,9 @@ namespace PolicyCompiler.Generated
     /// Compiled from policy "eks-prod" (sha256 0000000000000000000000000000000000000000000000000000000000000000, mode enforce).
     /// "hand-made"
     /// <list type="bullet">
+    /// <item>Every tool not hidden (the "*" layer): 3 rules checked first, at most 100 per 1 s per global on counter "global_rate".</item>
     /// <item>Hidden (denied, not listed): tools matching "*Secret*".</item>
     /// <item>Hidden (denied, not listed): tools matching "Internal".</item>
-    /// <item>Tools matching "*": allowed, 3 rules, at most 100 per 1 s per global on counter "global_rate".</item>
     /// <item>Tool "CreateCodeConnection": allowed, at most 30 per 60 s per grant on counter "createcodeconnection_rate".</item>
     /// <item>Tools matching "Delete*": need approval.</item>
     /// <item>Tools matching "Describe?luster": allowed.</item>
@@ -76,7 +76,6 @@ namespace PolicyCompiler.Generated
             Default,
             Hidden0,
             Hidden1,
-            Tool0_Any,
             Tool1_CreateCodeConnection,
             Tool2_DeleteAny,
             Tool3_Describe_luster,
@@ -104,8 +103,7 @@ namespace PolicyCompiler.Generated
             if (name.Length >= 9 && MemoryExtensions.StartsWith(name, "Get"u8) && MemoryExtensions.EndsWith(name, "Secret"u8)) return Route.Tool4_GetAnySecret;
             // Pattern entry "Delete*"
             if (MemoryExtensions.StartsWith(name, "Delete"u8)) return Route.Tool2_DeleteAny;
-            // Pattern entry "*"
-            return Route.Tool0_Any;
+            return Route.Default;
         }
 
         /// <inheritdoc/>
@@ -115,12 +113,11 @@ namespace PolicyCompiler.Generated
             {
                 case Route.Hidden0: return Decision.Deny("/hide/0", "tool is hidden by policy");
                 case Route.Hidden1: return Decision.Deny("/hide/1", "tool is hidden by policy");
-                case Route.Tool0_Any: return EvaluateTool0_Any(in call, approved: false);
                 case Route.Tool1_CreateCodeConnection: return EvaluateTool1_CreateCodeConnection(in call, approved: false);
                 case Route.Tool2_DeleteAny: return EvaluateTool2_DeleteAny(in call, approved: false);
                 case Route.Tool3_Describe_luster: return EvaluateTool3_Describe_luster(in call, approved: false);
                 case Route.Tool4_GetAnySecret: return EvaluateTool4_GetAnySecret(in call, approved: false);
-                default: return Decision.Deny("/default", "tool is not allowed by this policy");
+                default: return EvaluateDefault(in call, approved: false);
             }
         }
 
@@ -131,12 +128,11 @@ namespace PolicyCompiler.Generated
             {
                 case Route.Hidden0: return Decision.Deny("/hide/0", "tool is hidden by policy");
                 case Route.Hidden1: return Decision.Deny("/hide/1", "tool is hidden by policy");
-                case Route.Tool0_Any: return EvaluateTool0_Any(in call, approved: true);
                 case Route.Tool1_CreateCodeConnection: return EvaluateTool1_CreateCodeConnection(in call, approved: true);
                 case Route.Tool2_DeleteAny: return EvaluateTool2_DeleteAny(in call, approved: true);
                 case Route.Tool3_Describe_luster: return EvaluateTool3_Describe_luster(in call, approved: true);
                 case Route.Tool4_GetAnySecret: return EvaluateTool4_GetAnySecret(in call, approved: true);
-                default: return Decision.Deny("/default", "tool is not allowed by this policy");
+                default: return EvaluateDefault(in call, approved: true);
             }
         }
 
@@ -147,43 +143,11 @@ namespace PolicyCompiler.Generated
             {
                 case Route.Hidden0: return false;
                 case Route.Hidden1: return false;
-                case Route.Tool0_Any: return true;
                 case Route.Tool1_CreateCodeConnection: return true;
                 case Route.Tool2_DeleteAny: return true;
                 case Route.Tool3_Describe_luster: return true;
                 case Route.Tool4_GetAnySecret: return true;
-                default: return false;
-            }
-        }
-
-        // Tools matching "*" ("/tools/*"):
-        //   deny when "args.namespace" eq "kube-system" ("kube-system is off limits") ["/tools/*/rules/0"]
-        //   approve when ("args.count" gt 10.5 or not "args.name" in ["a", 1]) ("big") ["/tools/*/rules/1"]
-        //   allow when "args.path" regex "^/data/[a-z]+$" ["/tools/*/rules/2"]
-        //   otherwise allow
-        //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
-        private Decision EvaluateTool0_Any(in ToolCall call, bool approved)
-        {
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return approved ? ReserveTool0_Any(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
-            if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool0_Any(in call, "/tools/*/rules/2");
-            return ReserveTool0_Any(in call, "/tools/*");
-        }
-
-        /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
-        private Decision ReserveTool0_Any(in ToolCall call, string rule)
-        {
-            CounterRequestBuffer buffer = default;
-            global::System.Span<CounterRequest> requests = buffer;
-            requests[0] = new CounterRequest("global_rate", 1, WindowAlignment.Sliding, "", null, 1d, 100d);
-            if (_counters.TryReserve(requests.Slice(0, 1), _time.GetUtcNow(), out CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))
-            {
-                return Decision.Allow(rule, reservation);
-            }
-
-            switch (refused)
-            {
-                default: return Decision.RateLimited("/tools/*/limits/0", "rate limit global_rate", "global_rate", retryAfter);
+                default: return true;
             }
         }
 
@@ -299,6 +263,37 @@ namespace PolicyCompiler.Generated
 
         /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
         private Decision ReserveTool4_GetAnySecret(in ToolCall call, string rule)
+        {
+            CounterRequestBuffer buffer = default;
+            global::System.Span<CounterRequest> requests = buffer;
+            requests[0] = new CounterRequest("global_rate", 1, WindowAlignment.Sliding, "", null, 1d, 100d);
+            if (_counters.TryReserve(requests.Slice(0, 1), _time.GetUtcNow(), out CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))
+            {
+                return Decision.Allow(rule, reservation);
+            }
+
+            switch (refused)
+            {
+                default: return Decision.RateLimited("/tools/*/limits/0", "rate limit global_rate", "global_rate", retryAfter);
+            }
+        }
+
+        // Any tool no entry matches ("/default"), with the "*" layer:
+        //   deny when "args.namespace" eq "kube-system" ("kube-system is off limits") ["/tools/*/rules/0"]
+        //   approve when ("args.count" gt 10.5 or not "args.name" in ["a", 1]) ("big") ["/tools/*/rules/1"]
+        //   allow when "args.path" regex "^/data/[a-z]+$" ["/tools/*/rules/2"]
+        //   otherwise deny ("tool is not allowed by this policy")
+        //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
+        private Decision EvaluateDefault(in ToolCall call, bool approved)
+        {
+            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return approved ? ReserveDefault(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveDefault(in call, "/tools/*/rules/2");
+            return Decision.Deny("/default", "tool is not allowed by this policy");
+        }
+
+        /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
+        private Decision ReserveDefault(in ToolCall call, string rule)
         {
             CounterRequestBuffer buffer = default;
             global::System.Span<CounterRequest> requests = buffer;
