@@ -102,15 +102,20 @@ public sealed class SdkUpstreamTests : IAsyncLifetime
     public async Task Progress_StreamsThroughSse()
     {
         await using McpClient client = await Clients.ConnectAsync(_gateway.Url, _alice.Token);
-        var seen = new List<ProgressNotificationValue>();
-        var progress = new SynchronousProgress(v => { lock (seen) { seen.Add(v); } });
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<ProgressNotificationValue>();
+        var progress = new SynchronousProgress(seen.Enqueue);
         CallToolResult result = await client.CallToolAsync("slow_progress", progress: progress);
         Assert.NotEqual(true, result.IsError);
-        lock (seen)
+
+        // The SDK dispatches progress handlers apart from the response: the last one may land just after it.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (waited.Elapsed < Clients.Timeout && seen.Count < 3)
         {
-            Assert.Equal([1f, 2f, 3f], seen.Select(p => p.Progress).ToArray());
-            Assert.Equal("step 3", seen[^1].Message);
+            await Task.Delay(10);
         }
+
+        Assert.Equal([1f, 2f, 3f], seen.Select(p => p.Progress).ToArray());
+        Assert.Equal("step 3", seen.Last().Message);
     }
 
     [Fact]
