@@ -15,6 +15,7 @@ public static class Program
         root.Subcommands.Add(BuildCommand.Create());
         root.Subcommands.Add(ExplainCommand.Create());
         root.Subcommands.Add(TestCommand.Create());
+        root.Subcommands.Add(ScanCommand.Create());
         root.Subcommands.Add(GrantCommand.Create());
         return root;
     }

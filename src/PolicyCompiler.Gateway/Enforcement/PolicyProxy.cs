@@ -8,6 +8,7 @@ using PolicyCompiler.Gateway.Diagnostics;
 using PolicyCompiler.Gateway.Framing;
 using PolicyCompiler.Policy.Language;
 using PolicyCompiler.Policy.Runtime;
+using PolicyCompiler.State;
 
 namespace PolicyCompiler.Gateway.Enforcement;
 
@@ -34,6 +35,8 @@ internal sealed class PolicyProxy
     /// <summary>Rule pointer of a refusal because the evaluator failed.</summary>
     public const string InternalErrorRule = ToolCallEnforcer.InternalErrorRule;
 
+    /// <summary>Rule pointer of a refusal because the counter store is unavailable (<c>--state-fail-mode closed</c>, docs/state.md).</summary>
+    public const string StateUnavailableRule = ToolCallEnforcer.StateUnavailableRule;
 
     private readonly IPolicyEvaluator _evaluator;
     private readonly GatewayOptions _options;

@@ -7,6 +7,7 @@ using PolicyCompiler.Gateway.Diagnostics;
 using PolicyCompiler.Gateway.Framing;
 using PolicyCompiler.Policy.Language;
 using PolicyCompiler.Policy.Runtime;
+using PolicyCompiler.State;
 
 namespace PolicyCompiler.Gateway.Enforcement;
 
@@ -30,6 +31,9 @@ internal sealed class ToolCallEnforcer
 
     /// <summary>Rule pointer of a refusal because the evaluator failed.</summary>
     public const string InternalErrorRule = "gateway:internal-error";
+
+    /// <summary>Rule pointer of a refusal because the counter store is unavailable (<c>--state-fail-mode closed</c>, docs/state.md).</summary>
+    public const string StateUnavailableRule = "gateway:state-unavailable";
 
     private const string AuditUnavailableReason = "the gateway cannot write its audit log, so tool calls are refused (fail closed)";
     private const string InternalErrorReason = "the policy could not be evaluated, so the call is refused (fail closed)";
@@ -70,6 +74,11 @@ internal sealed class ToolCallEnforcer
             {
                 shadow = _evaluator.Policy.Mode == PolicyMode.Shadow;
                 decision = _evaluator.Evaluate(new ToolCall(name, arguments, grant, session));
+            }
+            catch (CounterStoreUnavailableException e)
+            {
+                // The store's fail-mode decorator decided to refuse (closed); its message is the reason.
+                decision = Decision.Deny(StateUnavailableRule, e.Message + " (--state-fail-mode closed)");
             }
             catch (Exception e)
             {

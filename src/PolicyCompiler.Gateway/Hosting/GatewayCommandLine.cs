@@ -5,6 +5,8 @@ using PolicyCompiler.Gateway.Audit;
 using PolicyCompiler.Gateway.Diagnostics;
 using PolicyCompiler.Gateway.Transport.Stdio;
 using PolicyCompiler.Policy.Runtime;
+using PolicyCompiler.State;
+using PolicyCompiler.State.Resilience;
 
 namespace PolicyCompiler.Gateway.Hosting;
 
@@ -158,6 +160,35 @@ public sealed class StdioCommandOptions
         DefaultValueFactory = _ => 5.0,
     };
 
+    /// <summary><c>--state memory | sqlite:PATH | redis://host:port/db</c> (docs/state.md).</summary>
+    public Option<string> State { get; } = new("--state")
+    {
+        Description = "Where limit counters live: memory (this process only), sqlite:PATH (shared by the gateways of this machine, kept across restarts; "
+            + "default: a file in the per-user state directory, $XDG_STATE_HOME/policycompiler/counters.db), or redis://host:port/db (shared by replicas).",
+        DefaultValueFactory = _ => "sqlite:" + StateSpecification.DefaultSqlitePath(),
+    };
+
+    /// <summary><c>--state-prefix TEXT</c>.</summary>
+    public Option<string> StatePrefix { get; } = new("--state-prefix")
+    {
+        Description = "Prefix of every counter key in the store (separates gateways that share a store but not their counters).",
+        DefaultValueFactory = _ => "policycompiler:",
+    };
+
+    /// <summary><c>--state-fail-mode closed|open</c>.</summary>
+    public Option<StateFailMode> StateFailMode { get; } = new("--state-fail-mode")
+    {
+        Description = "When the counter store is unreachable or slower than --state-timeout: closed (default) denies calls that need a counter, open admits them uncounted.",
+        DefaultValueFactory = _ => PolicyCompiler.State.Resilience.StateFailMode.Closed,
+    };
+
+    /// <summary><c>--state-timeout MILLISECONDS</c>.</summary>
+    public Option<int> StateTimeout { get; } = new("--state-timeout")
+    {
+        Description = "The most a counter store call may add to a tool call, in milliseconds (default 250).",
+        DefaultValueFactory = _ => 250,
+    };
+
     /// <summary><c>-- COMMAND [ARGS...]</c>.</summary>
     public Argument<string[]> Command { get; } = new("command")
     {
@@ -175,7 +206,25 @@ public sealed class StdioCommandOptions
         command.Add(MaxMessageBytes);
         command.Add(LogLevel);
         command.Add(ShutdownGrace);
+        command.Add(State);
+        command.Add(StatePrefix);
+        command.Add(StateFailMode);
+        command.Add(StateTimeout);
         command.Add(Command);
+        State.Validators.Add(result =>
+        {
+            if (!StateSpecification.TryParse(result.GetValueOrDefault<string>(), out _, out string? error))
+            {
+                result.AddError(error);
+            }
+        });
+        StateTimeout.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() is < 1 or > 60_000)
+            {
+                result.AddError("--state-timeout must be between 1 and 60000 milliseconds.");
+            }
+        });
         MaxMessageBytes.Validators.Add(result =>
         {
             if (result.GetValueOrDefault<long>() < 64)
@@ -216,7 +265,15 @@ public sealed class StdioCommandOptions
             ShutdownGrace = TimeSpan.FromSeconds(parseResult.GetValue(ShutdownGrace)),
         };
 
-        IPolicyEvaluator evaluator = evaluatorFactory(new PolicyEvaluatorOptions());
+        StateSpecification.TryParse(parseResult.GetValue(State), out StateSpecification? state, out _);
+        state ??= StateSpecification.Default;
+        ICounterStore counters = state.Open(
+            parseResult.GetValue(StatePrefix) ?? string.Empty,
+            parseResult.GetValue(StateFailMode),
+            TimeSpan.FromMilliseconds(parseResult.GetValue(StateTimeout)),
+            logs.CreateLogger(gatewayName + ".state"));
+        using var ownedCounters = counters as IDisposable;
+        IPolicyEvaluator evaluator = evaluatorFactory(new PolicyEvaluatorOptions { Counters = counters });
         string? auditPath = parseResult.GetValue(Audit);
         AuditLog? audit = auditPath is null ? null : AuditLog.Open(auditPath, new AuditLogOptions
         {

@@ -6,6 +6,7 @@ using PolicyCompiler.Gateway.Audit;
 using PolicyCompiler.Gateway.Diagnostics;
 using PolicyCompiler.Gateway.Transport.StreamableHttp;
 using PolicyCompiler.Policy.Runtime;
+using PolicyCompiler.State;
 
 namespace PolicyCompiler.Gateway.Hosting;
 
@@ -98,8 +99,17 @@ public sealed class HttpCommandOptions
         command.Add(_common.MaxMessageBytes);
         command.Add(_common.LogLevel);
         command.Add(_common.ShutdownGrace);
+        command.Add(_common.State);
+        command.Add(_common.StatePrefix);
+        command.Add(_common.StateFailMode);
+        command.Add(_common.StateTimeout);
         command.Validators.Add(result =>
         {
+            if (!StateSpecification.TryParse(result.GetValue(_common.State), out _, out string? stateError))
+            {
+                result.AddError(stateError);
+            }
+
             if (result.GetValue(Upstream) is null)
             {
                 result.AddError("http: --upstream URL is required.");
@@ -196,7 +206,16 @@ public sealed class HttpCommandOptions
             Admin = parseResult.GetValue(Admin) is { } admin ? IPEndPoint.Parse(admin) : null,
         };
 
-        IPolicyEvaluator evaluator = evaluatorFactory(new PolicyEvaluatorOptions());
+        // The same counter stores as stdio (docs/state.md): replicas behind a load balancer share Redis.
+        StateSpecification.TryParse(parseResult.GetValue(_common.State), out StateSpecification? state, out _);
+        state ??= StateSpecification.Default;
+        ICounterStore counters = state.Open(
+            parseResult.GetValue(_common.StatePrefix) ?? string.Empty,
+            parseResult.GetValue(_common.StateFailMode),
+            TimeSpan.FromMilliseconds(parseResult.GetValue(_common.StateTimeout)),
+            logs.CreateLogger(gatewayName + ".state"));
+        using var ownedCounters = counters as IDisposable;
+        IPolicyEvaluator evaluator = evaluatorFactory(new PolicyEvaluatorOptions { Counters = counters });
         string? auditPath = parseResult.GetValue(_common.Audit);
         AuditLog? audit = auditPath is null ? null : AuditLog.Open(auditPath, new AuditLogOptions
         {
