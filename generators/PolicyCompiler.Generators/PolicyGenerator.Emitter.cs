@@ -265,6 +265,10 @@ public sealed partial class PolicyGenerator
             private readonly List<string> _staticFields = new();
             private readonly Dictionary<string, string> _pathFields = new(StringComparer.Ordinal);
             private readonly Dictionary<string, string> _globFields = new(StringComparer.Ordinal);
+
+            // Inside one decision block: the argument paths already looked up into locals (path field →
+            // local name), so each argument is found once per call however many tests read it.
+            private Dictionary<string, string>? _blockLocals;
             private readonly List<string> _regexPatterns = new();
             private int _maxLimits;
 
@@ -887,8 +891,41 @@ public sealed partial class PolicyGenerator
                 ValueSource.Grant => Runtime + "PolicyValue.FromString(call.Grant)",
                 ValueSource.Session => Runtime + "PolicyValue.FromString(call.Session)",
                 ValueSource.Tool => Runtime + "PolicyValue.FromUtf8String(call.NameUtf8)",
-                _ => Runtime + "ArgumentLookup.Find(call.ArgumentsJson, " + PathField(path) + ")",
+                _ => _blockLocals is not null && _blockLocals.TryGetValue(PathField(path), out string? local)
+                    ? local
+                    : Runtime + "ArgumentLookup.Find(call.ArgumentsJson, " + PathField(path) + ")",
             };
+
+            /// <summary>
+            /// Looks up, into locals, the arguments <paramref name="condition"/> reads that no earlier rule
+            /// of the block read: just before the first rule that needs them, so a rule that decides early
+            /// never pays for the later rules' arguments.
+            /// </summary>
+            private void DeclareArguments(SourceWriter w, Condition condition)
+            {
+                switch (condition)
+                {
+                    case AllCondition all:
+                        foreach (Condition inner in all.Conditions) DeclareArguments(w, inner);
+                        break;
+                    case AnyCondition any:
+                        foreach (Condition inner in any.Conditions) DeclareArguments(w, inner);
+                        break;
+                    case NotCondition not:
+                        DeclareArguments(w, not.Condition);
+                        break;
+                    case TestCondition test when test.Path.Source == ValueSource.Args:
+                        string field = PathField(test.Path);
+                        if (!_blockLocals!.ContainsKey(field))
+                        {
+                            string local = "arg" + field.Substring("s_path".Length);
+                            w.Line("var " + local + " = " + Runtime + "ArgumentLookup.Find(call.ArgumentsJson, " + field + "); // " + Text(test.Path.Text));
+                            _blockLocals.Add(field, local);
+                        }
+
+                        break;
+                }
+            }
 
             /// <summary>A condition as a C# expression of type Truth (Kleene logic through PolicyOps).</summary>
             private string Condition(Condition condition)
@@ -1063,6 +1100,7 @@ public sealed partial class PolicyGenerator
                 }
 
                 w.Open("private " + DecisionType + " Evaluate" + name + "(in " + Runtime + "ToolCall call, bool approved)");
+                _blockLocals = new Dictionary<string, string>(StringComparer.Ordinal);
                 bool reachable = true;
                 foreach ((PolicyRule rule, ToolEntry owner) in rules)
                 {
@@ -1080,8 +1118,11 @@ public sealed partial class PolicyGenerator
                         break;
                     }
 
+                    DeclareArguments(w, rule.When);
                     w.Line("if (" + Ops + "Fires(" + Condition(rule.When) + ", " + Language + "ToolAction." + rule.Action + ")) return " + decision + ";");
                 }
+
+                _blockLocals = null;
 
                 if (reachable)
                 {
