@@ -47,6 +47,7 @@ internal sealed class PolicyProxy
     private readonly AuditLog? _audit;
     private readonly ILogger _logger;
     private readonly PendingRequests _pending = new();
+    private readonly PinVerifier _pins;
     private readonly SemaphoreSlim _clientWriteLock = new(1, 1);
     private readonly TaskCompletionSource _clientClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly PipeWriter _clientOut;
@@ -61,6 +62,7 @@ internal sealed class PolicyProxy
         _options = options;
         _audit = audit;
         _logger = logger;
+        _pins = new PinVerifier(logger);
     }
 
     /// <summary>Completes when the client has closed its side (end of input).</summary>
@@ -165,7 +167,7 @@ internal sealed class PolicyProxy
         PipeWriter clientOut = _clientOut;
         var framer = new LineFramer(_options.MaxMessageBytes);
         var classifier = new MessageClassifier();
-        var filter = new ToolsListFilter();
+        var filter = new ToolsListFilter(_pins);
         var replies = new ReplyWriter();
         try
         {
@@ -314,6 +316,10 @@ internal sealed class PolicyProxy
         {
             GatewayLog.AuditUnavailableRefused(_logger);
             decision = Decision.Deny(AuditUnavailableRule, AuditUnavailableReason);
+        }
+        else if (!IsShadow() && _pins.TryRefuse(_evaluator.Policy.Pins, name, out decision))
+        {
+            // A pinned tool whose definition changed, or was not listed yet (docs/scan.md, "Pinning"): no counter is taken.
         }
         else
         {

@@ -12,10 +12,20 @@ namespace PolicyCompiler.Gateway.Enforcement;
 /// kept byte-for-byte. The rewritten message is the original bytes with the removed array elements cut
 /// out, so nothing else about the server's answer changes. A tool whose name cannot be read
 /// unambiguously (not an object, no string name, the name twice) is removed: fail closed.
+/// With a <see cref="PinVerifier"/>, a listed tool that the policy pins is also hashed and removed
+/// when its definition is not the pinned one (docs/scan.md, "Pinning").
 /// </summary>
 internal sealed class ToolsListFilter
 {
     private static readonly JsonReaderOptions ReaderOptions = new() { MaxDepth = 128 };
+
+    private readonly PinVerifier? _pins;
+
+    /// <summary>Creates a filter; <paramref name="pins"/> is the session's pin state (null: no pin checks).</summary>
+    public ToolsListFilter(PinVerifier? pins = null)
+    {
+        _pins = pins;
+    }
 
     private long[] _starts = new long[64];
     private long[] _ends = new long[64];
@@ -52,7 +62,13 @@ internal sealed class ToolsListFilter
             while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
             {
                 long start = reader.TokenStartIndex;
-                bool keep = reader.TokenType == JsonTokenType.StartObject && IsListed(ref reader, evaluator);
+                int nameLength = 0;
+                bool keep = reader.TokenType == JsonTokenType.StartObject && IsListed(ref reader, evaluator, out nameLength);
+                if (keep && _pins is not null)
+                {
+                    keep = MatchesPin(result.Slice(start, reader.BytesConsumed - start), nameLength, evaluator);
+                }
+
                 if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
                 {
                     reader.Skip();
@@ -98,10 +114,10 @@ internal sealed class ToolsListFilter
     }
 
     /// <summary>Reads one tool object (reader on its StartObject, left on its EndObject) and asks the policy.</summary>
-    private bool IsListed(ref Utf8JsonReader reader, IPolicyEvaluator evaluator)
+    private bool IsListed(ref Utf8JsonReader reader, IPolicyEvaluator evaluator, out int nameLength)
     {
         int nameCount = 0;
-        int nameLength = 0;
+        nameLength = 0;
         bool nameIsString = false;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
@@ -133,6 +149,41 @@ internal sealed class ToolsListFilter
         {
             return false; // fail closed: a tool the policy cannot judge is not shown
         }
+    }
+
+    /// <summary>
+    /// Whether a listed tool (its object's bytes; its name in the scratch buffer) is its pinned
+    /// definition, or is not pinned. Runs only for policies that pin tools, and off the call path.
+    /// </summary>
+    private bool MatchesPin(ReadOnlySequence<byte> tool, int nameLength, IPolicyEvaluator evaluator)
+    {
+        IReadOnlyDictionary<string, string> pins = evaluator.Policy.Pins;
+        if (pins.Count == 0)
+        {
+            return true;
+        }
+
+        string name = System.Text.Encoding.UTF8.GetString(_scratch, 0, nameLength);
+        if (_pins!.PinOf(pins, name) is null)
+        {
+            return true;
+        }
+
+        string? listed = null;
+        try
+        {
+            using JsonDocument definition = JsonDocument.Parse(tool, new JsonDocumentOptions { MaxDepth = 128 });
+            if (ToolDefinitionPin.TryCompute(definition.RootElement, out _, out string pin))
+            {
+                listed = pin;
+            }
+        }
+        catch (JsonException)
+        {
+            // Unreadable: counts as a changed definition (fail closed).
+        }
+
+        return _pins.Verify(pins, name, listed);
     }
 
     private void Add(ref int count, long start, long end, bool keep)
