@@ -265,6 +265,10 @@ public sealed partial class PolicyGenerator
             private readonly List<string> _staticFields = new();
             private readonly Dictionary<string, string> _pathFields = new(StringComparer.Ordinal);
             private readonly Dictionary<string, string> _globFields = new(StringComparer.Ordinal);
+
+            // Inside one decision block: the argument paths already looked up into locals (path field →
+            // local name), so each argument is found once per call however many tests read it.
+            private Dictionary<string, string>? _blockLocals;
             private readonly List<string> _regexPatterns = new();
             private int _maxLimits;
 
@@ -559,6 +563,97 @@ public sealed partial class PolicyGenerator
                 + (limit.Key is null ? string.Empty : " and " + Text(limit.Key.Text))
                 + " on counter " + Text(limit.Counter);
 
+            // Exact names a Select method compares inline; more get one method per name length.
+            private const int InlineLiteralLimit = 32;
+
+            private static int EndOfLength(List<(string Name, string Route)> literals, int start)
+            {
+                int length = Encoding.UTF8.GetByteCount(literals[start].Name);
+                int end = start;
+                while (end < literals.Count && Encoding.UTF8.GetByteCount(literals[end].Name) == length)
+                {
+                    end++;
+                }
+
+                return end;
+            }
+
+            /// <summary>
+            /// One method per name length: a switch on the byte position that tells the most names of
+            /// that length apart, then byte comparisons. Deterministic: positions and bytes ascending,
+            /// names in ordinal order.
+            /// </summary>
+            private static void WriteLengthSelectors(SourceWriter w, List<(string Name, string Route)> literals)
+            {
+                int i = 0;
+                while (i < literals.Count)
+                {
+                    int end = EndOfLength(literals, i);
+                    int length = Encoding.UTF8.GetByteCount(literals[i].Name);
+                    var bytes = new List<byte[]>();
+                    for (int k = i; k < end; k++)
+                    {
+                        bytes.Add(Encoding.UTF8.GetBytes(literals[k].Name));
+                    }
+
+                    int position = 0;
+                    int mostDistinct = 0;
+                    for (int p = 0; p < length; p++)
+                    {
+                        var distinct = new HashSet<byte>();
+                        foreach (byte[] name in bytes)
+                        {
+                            distinct.Add(name[p]);
+                        }
+
+                        if (distinct.Count > mostDistinct)
+                        {
+                            mostDistinct = distinct.Count;
+                            position = p;
+                        }
+                    }
+
+                    string lengthText = length.ToString(CultureInfo.InvariantCulture);
+                    w.Line("/// <summary>Exact names of " + lengthText + " bytes, told apart by the byte at index " + position.ToString(CultureInfo.InvariantCulture) + ".</summary>");
+                    w.Open("private static bool SelectLength" + lengthText + "(global::System.ReadOnlySpan<byte> name, out Route route)");
+                    w.Open("switch (name[" + position.ToString(CultureInfo.InvariantCulture) + "])");
+                    var byValue = new SortedDictionary<byte, List<int>>();
+                    for (int k = 0; k < bytes.Count; k++)
+                    {
+                        if (!byValue.TryGetValue(bytes[k][position], out List<int>? group))
+                        {
+                            group = new List<int>();
+                            byValue.Add(bytes[k][position], group);
+                        }
+
+                        group.Add(i + k);
+                    }
+
+                    foreach (KeyValuePair<byte, List<int>> group in byValue)
+                    {
+                        w.Line("case 0x" + group.Key.ToString("X2", CultureInfo.InvariantCulture) + ":");
+                        w.Indent();
+                        foreach (int k in group.Value)
+                        {
+                            w.Open("if (" + Memory + "SequenceEqual(name, " + Utf8(literals[k].Name) + "))");
+                            w.Line("route = Route." + literals[k].Route + ";");
+                            w.Line("return true;");
+                            w.Close();
+                        }
+
+                        w.Line("break;");
+                        w.Outdent();
+                    }
+
+                    w.Close();
+                    w.Line("route = Route.Default;");
+                    w.Line("return false;");
+                    w.Close();
+                    w.Line();
+                    i = end;
+                }
+            }
+
             private void WriteMembers(SourceWriter w)
             {
                 List<(string Name, string Route)> literals = new(LiteralRoutes());
@@ -566,7 +661,10 @@ public sealed partial class PolicyGenerator
 
                 // Routes: which block decides a tool name.
                 w.Line("/// <summary>The block that decides a tool (spec steps 1-2, resolved at build time where the name is known).</summary>");
-                w.Open("private enum Route : byte");
+                // A byte keeps the switch tables small; a policy with more than 255 entries and hide
+                // patterns needs a wider type (the values are Default, then one per hide pattern and entry).
+                int routeCount = 1 + _policy.Hide.Count + _entries.Length;
+                w.Open(routeCount <= 256 ? "private enum Route : byte" : "private enum Route : int");
                 w.Line("Default,");
                 for (int i = 0; i < _policy.Hide.Count; i++)
                 {
@@ -583,18 +681,36 @@ public sealed partial class PolicyGenerator
 
                 w.Line("/// <summary>Selects the block for a tool name: exact names by length and bytes, then hide patterns, then pattern entries, most specific first.</summary>");
                 w.Open("private static Route Select(global::System.ReadOnlySpan<byte> name)");
+                // Many names in one method defeat the JIT: hundreds of span temporaries make an 8 KB
+                // frame zeroed on every call and exhaust the inlining budget (a 500-tool policy took
+                // ~0.5 µs per lookup). Past a few dozen names, each length gets its own small method.
+                bool perLength = literals.Count > InlineLiteralLimit;
                 if (literals.Count > 0)
                 {
+                    if (perLength)
+                    {
+                        w.Line("Route route;");
+                    }
+
                     w.Open("switch (name.Length)");
                     int i = 0;
                     while (i < literals.Count)
                     {
                         int length = Encoding.UTF8.GetByteCount(literals[i].Name);
-                        w.Line("case " + length.ToString(CultureInfo.InvariantCulture) + ":");
+                        string lengthText = length.ToString(CultureInfo.InvariantCulture);
+                        w.Line("case " + lengthText + ":");
                         w.Indent();
-                        for (; i < literals.Count && Encoding.UTF8.GetByteCount(literals[i].Name) == length; i++)
+                        if (perLength)
                         {
-                            w.Line("if (" + Memory + "SequenceEqual(name, " + Utf8(literals[i].Name) + ")) return Route." + literals[i].Route + ";");
+                            w.Line("if (SelectLength" + lengthText + "(name, out route)) return route;");
+                            i = EndOfLength(literals, i);
+                        }
+                        else
+                        {
+                            for (; i < literals.Count && Encoding.UTF8.GetByteCount(literals[i].Name) == length; i++)
+                            {
+                                w.Line("if (" + Memory + "SequenceEqual(name, " + Utf8(literals[i].Name) + ")) return Route." + literals[i].Route + ";");
+                            }
                         }
 
                         w.Line("break;");
@@ -618,6 +734,10 @@ public sealed partial class PolicyGenerator
 
                 w.Close();
                 w.Line();
+                if (perLength)
+                {
+                    WriteLengthSelectors(w, literals);
+                }
 
                 // Evaluate.
                 w.Line("/// <inheritdoc/>");
@@ -921,8 +1041,41 @@ public sealed partial class PolicyGenerator
                 ValueSource.Grant => Runtime + "PolicyValue.FromString(call.Grant)",
                 ValueSource.Session => Runtime + "PolicyValue.FromString(call.Session)",
                 ValueSource.Tool => Runtime + "PolicyValue.FromUtf8String(call.NameUtf8)",
-                _ => Runtime + "ArgumentLookup.Find(call.ArgumentsJson, " + PathField(path) + ")",
+                _ => _blockLocals is not null && _blockLocals.TryGetValue(PathField(path), out string? local)
+                    ? local
+                    : Runtime + "ArgumentLookup.Find(call.ArgumentsJson, " + PathField(path) + ")",
             };
+
+            /// <summary>
+            /// Looks up, into locals, the arguments <paramref name="condition"/> reads that no earlier rule
+            /// of the block read: just before the first rule that needs them, so a rule that decides early
+            /// never pays for the later rules' arguments.
+            /// </summary>
+            private void DeclareArguments(SourceWriter w, Condition condition)
+            {
+                switch (condition)
+                {
+                    case AllCondition all:
+                        foreach (Condition inner in all.Conditions) DeclareArguments(w, inner);
+                        break;
+                    case AnyCondition any:
+                        foreach (Condition inner in any.Conditions) DeclareArguments(w, inner);
+                        break;
+                    case NotCondition not:
+                        DeclareArguments(w, not.Condition);
+                        break;
+                    case TestCondition test when test.Path.Source == ValueSource.Args:
+                        string field = PathField(test.Path);
+                        if (!_blockLocals!.ContainsKey(field))
+                        {
+                            string local = "arg" + field.Substring("s_path".Length);
+                            w.Line("var " + local + " = " + Runtime + "ArgumentLookup.Find(call.ArgumentsJson, " + field + "); // " + Text(test.Path.Text));
+                            _blockLocals.Add(field, local);
+                        }
+
+                        break;
+                }
+            }
 
             /// <summary>A condition as a C# expression of type Truth (Kleene logic through PolicyOps).</summary>
             private string Condition(Condition condition)
@@ -1097,6 +1250,7 @@ public sealed partial class PolicyGenerator
                 }
 
                 w.Open("private " + DecisionType + " Evaluate" + name + "(in " + Runtime + "ToolCall call, bool approved)");
+                _blockLocals = new Dictionary<string, string>(StringComparer.Ordinal);
                 bool reachable = true;
                 foreach ((PolicyRule rule, ToolEntry owner) in rules)
                 {
@@ -1114,8 +1268,11 @@ public sealed partial class PolicyGenerator
                         break;
                     }
 
+                    DeclareArguments(w, rule.When);
                     w.Line("if (" + Ops + "Fires(" + Condition(rule.When) + ", " + Language + "ToolAction." + rule.Action + ")) return " + decision + ";");
                 }
+
+                _blockLocals = null;
 
                 if (reachable)
                 {

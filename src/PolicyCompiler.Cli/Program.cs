@@ -20,5 +20,16 @@ public static class Program
     }
 
     /// <summary>Runs <c>policyc</c>.</summary>
-    public static int Main(string[] args) => CreateRootCommand().Parse(args).Invoke();
+    public static int Main(string[] args)
+    {
+        // `policyc run` starts the upstream server through policyc itself (no orphan even on SIGKILL, docs/gateway.md).
+        if (PolicyCompiler.Gateway.Hosting.GatewayCommandLine.TryRunInternalCommand(args, out int exitCode))
+        {
+            return exitCode;
+        }
+
+        // No termination handler: `policyc run` forwards SIGINT/SIGTERM to the upstream and exits with its
+        // status; the other commands keep the default (the signal ends them).
+        return CreateRootCommand().Parse(args).Invoke(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
 }

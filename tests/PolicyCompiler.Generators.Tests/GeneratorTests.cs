@@ -154,6 +154,46 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void Valid_MoreEntriesThanAByteCanRoute_CompilesAndDecides()
+    {
+        // 300 entries: the route enum no longer fits in a byte, and the names are selected by per-length
+        // methods (both found by the 500-tool benchmark policy).
+        var tools = new StringBuilder();
+        for (int i = 0; i < 300; i++)
+        {
+            tools.Append(i == 0 ? "" : ",").Append("\"tool_").Append(i.ToString("000", System.Globalization.CultureInfo.InvariantCulture)).Append("\": {}");
+        }
+
+        string policy = "{ \"version\": \"1\", \"default\": \"deny\", \"tools\": { " + tools + " } }";
+        var (_, output, diagnostics) = GeneratorHarness.Run("/p/wide.json", policy);
+        Assert.Empty(diagnostics);
+        var assembly = InMemoryCompiler.Load(output, out var context);
+        try
+        {
+            var create = assembly.GetType("PolicyCompiler.Generated.CompiledPolicy")!.GetMethod("Create")!;
+            var evaluator = (IPolicyEvaluator)create.Invoke(null, [new PolicyEvaluatorOptions()])!;
+            // Past 32 names the selector dispatches per length and byte: every name must still find its entry.
+            for (int i = 0; i < 300; i++)
+            {
+                string name = "tool_" + i.ToString("000", System.Globalization.CultureInfo.InvariantCulture);
+                var decision = evaluator.Evaluate(new ToolCall(Encoding.UTF8.GetBytes(name), "{}"u8, "agent", "s1"));
+                Assert.Equal(DecisionKind.Allow, decision.Kind);
+                Assert.Equal("/tools/" + name, decision.Rule);
+            }
+
+            // Same length, unknown byte at the dispatch position, and a near miss in a known group.
+            Assert.Equal("/default", evaluator.Evaluate(new ToolCall("tool_300"u8, "{}"u8, "agent", "s1")).Rule);
+            Assert.Equal("/default", evaluator.Evaluate(new ToolCall("tool_2x9"u8, "{}"u8, "agent", "s1")).Rule);
+            Assert.Equal("/default", evaluator.Evaluate(new ToolCall("tool-299"u8, "{}"u8, "agent", "s1")).Rule);
+            Assert.Equal("/default", evaluator.Evaluate(new ToolCall("tool_29"u8, "{}"u8, "agent", "s1")).Rule);
+        }
+        finally
+        {
+            context.Unload();
+        }
+    }
+
+    [Fact]
     public void Valid_UnmarkedAdditionalFile_IsNotRead()
     {
         GeneratorDriver driver = GeneratorHarness.CreateDriver(

@@ -24,6 +24,8 @@ internal enum UpstreamOutcome : byte
     Error,
     /// <summary>The upstream closed before answering (the reservation was rolled back).</summary>
     NoResponse,
+    /// <summary>The client cancelled the call (<c>notifications/cancelled</c>) before an answer came; the reservation was committed, since the call did reach the server.</summary>
+    Cancelled,
 }
 
 /// <summary>

@@ -231,6 +231,7 @@ public sealed class AuditLog : IAsyncDisposable
                 UpstreamOutcome.Result => "result"u8,
                 UpstreamOutcome.ToolError => "tool_error"u8,
                 UpstreamOutcome.Error => "error"u8,
+                UpstreamOutcome.Cancelled => "cancelled"u8,
                 _ => "no_response"u8,
             });
             _json.WriteNumber("latencyNs"u8, entry.LatencyNanoseconds);

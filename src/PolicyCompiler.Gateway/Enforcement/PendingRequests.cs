@@ -42,8 +42,13 @@ internal struct PendingRequest
 /// </summary>
 internal sealed class PendingRequests
 {
+    /// <summary>How many cancelled tools/list ids are remembered, so a late response is still filtered.</summary>
+    internal const int CancelledListCapacity = 16;
+
     private readonly Dictionary<RequestId, PendingRequest> _pending = new();
     private readonly Lock _gate = new();
+    private readonly RequestId[] _cancelledLists = new RequestId[CancelledListCapacity];
+    private int _nextCancelledList;
     private bool _closed;
 
     /// <summary>How many requests wait for an answer.</summary>
@@ -87,6 +92,38 @@ internal sealed class PendingRequests
         lock (_gate)
         {
             return _pending.Remove(id, out request);
+        }
+    }
+
+    /// <summary>
+    /// Remembers a cancelled tools/list (bounded: the oldest is forgotten first). The server should not
+    /// answer it (basic/utilities/cancellation), but if it does, the answer must still be filtered:
+    /// hidden tools stay hidden whatever the timing.
+    /// </summary>
+    public void RememberCancelledList(in RequestId id)
+    {
+        lock (_gate)
+        {
+            _cancelledLists[_nextCancelledList] = id;
+            _nextCancelledList = (_nextCancelledList + 1) % CancelledListCapacity;
+        }
+    }
+
+    /// <summary>Whether <paramref name="id"/> is a remembered cancelled tools/list; forgets it.</summary>
+    public bool TryTakeCancelledList(in RequestId id)
+    {
+        lock (_gate)
+        {
+            for (int i = 0; i < _cancelledLists.Length; i++)
+            {
+                if (_cancelledLists[i].HasValue && _cancelledLists[i].Equals(id))
+                {
+                    _cancelledLists[i] = default;
+                    return true;
+                }
+            }
+
+            return false;
         }
     }
 

@@ -273,6 +273,11 @@ internal sealed class PolicyProxy
 
         if (classifier.Kind != MessageKind.Request)
         {
+            if (classifier.Method == KnownMethod.Cancelled && classifier.Kind == MessageKind.Notification && classifier.CancelledId.HasValue)
+            {
+                ForgetCancelled(classifier.CancelledId);
+            }
+
             // Notifications (progress, cancellation...) and responses to the server's own requests pass untouched.
             if (!_upstreamGone)
             {
@@ -423,35 +428,59 @@ internal sealed class PolicyProxy
         }
     }
 
+    /// <summary>
+    /// The client cancelled one of its requests (basic/utilities/cancellation): the server should not answer
+    /// it, so its pending entry is dropped now rather than held until the session ends. A cancelled
+    /// tools/call did reach the server, so its counters are committed and the audit log says
+    /// <c>cancelled</c>. A response that still arrives is forwarded unchanged (a tools/list one still filtered).
+    /// </summary>
+    private void ForgetCancelled(in RequestId id)
+    {
+        if (!_pending.TryRemove(id, out PendingRequest request))
+        {
+            return; // already answered, refused by the gateway, or never sent: the notification just passes
+        }
+
+        if (request.Method == KnownMethod.ToolsCall)
+        {
+            Settle(ref request, id, UpstreamOutcome.Cancelled, commit: true);
+            return;
+        }
+
+        if (request.Method == KnownMethod.ToolsList)
+        {
+            _pending.RememberCancelledList(id);
+        }
+
+        request.Release();
+    }
+
     private const string UpstreamClosedMessage = "The upstream MCP server exited before answering this request";
 
     /// <summary>Steps 7 and 8 for one upstream message.</summary>
     private void HandleUpstreamMessage(in ReadOnlySequence<byte> message, MessageClassifier classifier, ToolsListFilter filter, PipeWriter clientOut)
     {
         ClassifyStatus status = classifier.Classify(message, strict: false);
-        if (status == ClassifyStatus.Ok && classifier.Kind == MessageKind.Response && classifier.Id.HasValue &&
-            _pending.TryRemove(classifier.Id, out PendingRequest request))
+        if (status == ClassifyStatus.Ok && classifier.Kind == MessageKind.Response && classifier.Id.HasValue)
         {
-            if (request.Method == KnownMethod.ToolsCall)
+            if (_pending.TryRemove(classifier.Id, out PendingRequest request))
             {
-                UpstreamOutcome outcome = classifier.HasError ? UpstreamOutcome.Error
-                    : _audit is not null && ToolResult.IsError(message, classifier.ResultStart, classifier.ResultLength) ? UpstreamOutcome.ToolError
-                    : UpstreamOutcome.Result;
-                Settle(ref request, classifier.Id, outcome, commit: true);
+                if (request.Method == KnownMethod.ToolsCall)
+                {
+                    UpstreamOutcome outcome = classifier.HasError ? UpstreamOutcome.Error
+                        : _audit is not null && ToolResult.IsError(message, classifier.ResultStart, classifier.ResultLength) ? UpstreamOutcome.ToolError
+                        : UpstreamOutcome.Result;
+                    Settle(ref request, classifier.Id, outcome, commit: true);
+                }
+                else if (request.Method == KnownMethod.ToolsList && TryFilterToolsList(message, classifier, filter, clientOut))
+                {
+                    return;
+                }
             }
-            else if (request.Method == KnownMethod.ToolsList && classifier.HasResult && !IsShadow())
+            else if (classifier.HasResult && _pending.TryTakeCancelledList(classifier.Id) && TryFilterToolsList(message, classifier, filter, clientOut))
             {
-                try
-                {
-                    if (filter.TryFilter(message, classifier.ResultStart, classifier.ResultLength, _evaluator, clientOut, out _))
-                    {
-                        return;
-                    }
-                }
-                catch (System.Text.Json.JsonException)
-                {
-                    // Unreachable for a message the classifier read; forward it as is.
-                }
+                // The late answer to a cancelled tools/list: forwarded, but filtered like any other.
+                return;
             }
         }
         else if (status is ClassifyStatus.ParseError or ClassifyStatus.InvalidRequest or ClassifyStatus.Batch)
@@ -460,6 +489,25 @@ internal sealed class PolicyProxy
         }
 
         SequenceWriter.WriteLine(clientOut, message);
+    }
+
+    /// <summary>Writes the filtered tools/list response; false when it must be forwarded as is.</summary>
+    private bool TryFilterToolsList(in ReadOnlySequence<byte> message, MessageClassifier classifier, ToolsListFilter filter, PipeWriter clientOut)
+    {
+        if (!classifier.HasResult || IsShadow())
+        {
+            return false;
+        }
+
+        try
+        {
+            return filter.TryFilter(message, classifier.ResultStart, classifier.ResultLength, _evaluator, clientOut, out _);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            // Unreachable for a message the classifier read; forward it as is.
+            return false;
+        }
     }
 
     private bool IsShadow()

@@ -42,6 +42,8 @@ internal enum KnownMethod : byte
     ToolsCall,
     /// <summary><c>tools/list</c>: its response is filtered.</summary>
     ToolsList,
+    /// <summary><c>notifications/cancelled</c>: the client gave up on one of its requests (basic/utilities/cancellation).</summary>
+    Cancelled,
 }
 
 /// <summary>
@@ -86,6 +88,9 @@ internal sealed class MessageClassifier
     /// <summary>The raw JSON of a tools/call's <c>params.arguments</c>, or empty when absent.</summary>
     public ReadOnlySpan<byte> ArgumentsJson => _arguments.Span;
 
+    /// <summary>The <c>params.requestId</c> of a <c>notifications/cancelled</c> (strict mode only; absent when missing or not a string or number).</summary>
+    public RequestId CancelledId { get; private set; }
+
     /// <summary>Whether a response carries <c>result</c>.</summary>
     public bool HasResult { get; private set; }
 
@@ -107,6 +112,7 @@ internal sealed class MessageClassifier
         Kind = MessageKind.Response; // only a message with a method and no id is a notification (never answered)
         Method = KnownMethod.Other;
         Id = default;
+        CancelledId = default;
         _nameLength = 0;
         _arguments = default;
         HasResult = HasError = false;
@@ -181,6 +187,7 @@ internal sealed class MessageClassifier
                 ReadOnlySpan<byte> method = Unescape(ref reader, ref _methodScratch);
                 Method = method.SequenceEqual("tools/call"u8) ? KnownMethod.ToolsCall
                     : method.SequenceEqual("tools/list"u8) ? KnownMethod.ToolsList
+                    : method.SequenceEqual("notifications/cancelled"u8) ? KnownMethod.Cancelled
                     : KnownMethod.Other;
                 methodKnown = true;
             }
@@ -283,10 +290,11 @@ internal sealed class MessageClassifier
         return _failure;
     }
 
-    /// <summary>Reads a params object (reader on its StartObject): first-level duplicates, and a tools/call's name and arguments.</summary>
+    /// <summary>Reads a params object (reader on its StartObject): first-level duplicates, a tools/call's name and arguments, a cancellation's request id.</summary>
     private void ReadParams(ref Utf8JsonReader reader, in ReadOnlySequence<byte> source)
     {
         bool isCall = Method == KnownMethod.ToolsCall;
+        bool isCancellation = Method == KnownMethod.Cancelled;
         bool hasName = false;
         _keys.EnterObject();
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
@@ -297,7 +305,19 @@ internal sealed class MessageClassifier
                 Note(ClassifyStatus.DuplicateKey, "Invalid Request: duplicate key in params");
             }
 
-            if (isCall && key.SequenceEqual("name"u8))
+            if (isCancellation && key.SequenceEqual("requestId"u8))
+            {
+                reader.Read();
+                if (reader.TokenType is JsonTokenType.String or JsonTokenType.Number)
+                {
+                    CancelledId = RequestId.Read(ref reader);
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+            else if (isCall && key.SequenceEqual("name"u8))
             {
                 reader.Read();
                 if (reader.TokenType != JsonTokenType.String)

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using System.CommandLine.Invocation;
 using Microsoft.Extensions.Logging;
 using PolicyCompiler.Gateway.Audit;
@@ -28,29 +29,58 @@ public static class GatewayCommandLine
     /// <param name="gatewayName">The gateway's name; the executable's name when null.</param>
     public static Task<int> RunAsync(string[] args, Func<PolicyEvaluatorOptions, IPolicyEvaluator> evaluatorFactory, PolicyInfo policy, string? gatewayName = null)
     {
-        RootCommand root = CreateRootCommand(evaluatorFactory, policy, gatewayName);
+        ArgumentNullException.ThrowIfNull(args);
+        if (TryRunInternalCommand(args, out int exitCode))
+        {
+            return Task.FromResult(exitCode);
+        }
+
+        Command root = CreateRootCommand(evaluatorFactory, policy, gatewayName);
         // Signals are ours: the stdio command forwards them to the upstream and exits with its status.
         return root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
     }
 
-    /// <summary>Builds the root command (tests parse and invoke it with their own output writers).</summary>
+    /// <summary>
+    /// Runs the internal command of the upstream launcher when <paramref name="args"/> is one (the gateway
+    /// re-executes itself to start the upstream server, see docs/gateway.md "No orphans"); otherwise
+    /// records that this entry point routes it, which enables the launcher. Every entry point that runs
+    /// the stdio gateway calls this first (<see cref="RunAsync"/> does; so does <c>policyc</c>'s Main).
+    /// </summary>
+    /// <param name="args">The process's command line.</param>
+    /// <param name="exitCode">The internal command's exit status (it returns only when it failed).</param>
+    /// <returns>True when <paramref name="args"/> was the internal command.</returns>
+    public static bool TryRunInternalCommand(string[] args, out int exitCode)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        if (args.Length > 0 && args[0] == ParentDeathLauncher.InternalCommand)
+        {
+            exitCode = ParentDeathLauncher.Exec(args);
+            return true;
+        }
+
+        ParentDeathLauncher.EnableForThisProcess();
+        exitCode = 0;
+        return false;
+    }
+
+    /// <summary>
+    /// Builds the root command, named after the gateway (help and usage say <c>eks-gateway stdio ...</c>,
+    /// not the host assembly's name); tests parse and invoke it with their own output writers.
+    /// </summary>
     /// <param name="evaluatorFactory">Creates the evaluator.</param>
     /// <param name="policy">What it enforces.</param>
-    /// <param name="gatewayName">The gateway's name; the executable's name when null.</param>
-    public static RootCommand CreateRootCommand(Func<PolicyEvaluatorOptions, IPolicyEvaluator> evaluatorFactory, PolicyInfo policy, string? gatewayName = null)
+    /// <param name="gatewayName">The gateway's name; the executable's file name when null.</param>
+    public static Command CreateRootCommand(Func<PolicyEvaluatorOptions, IPolicyEvaluator> evaluatorFactory, PolicyInfo policy, string? gatewayName = null)
     {
         ArgumentNullException.ThrowIfNull(evaluatorFactory);
         ArgumentNullException.ThrowIfNull(policy);
         string name = gatewayName ?? DefaultGatewayName();
-        var root = new RootCommand($"MCP policy gateway '{name}' enforcing policy '{policy.Name}' (sha256 {policy.Sha256}).");
 
-        foreach (Option option in root.Options)
-        {
-            if (option is VersionOption version)
-            {
-                version.Action = new PrintAction(VersionText(name, policy));
-            }
-        }
+        // Not RootCommand: its name is fixed to RootCommand.ExecutableName, which is the host assembly's
+        // name, not the file the user named the gateway. A plain command parses the same as a root.
+        var root = new Command(name, $"MCP policy gateway '{name}' enforcing policy '{policy.Name}' (sha256 {policy.Sha256}).");
+        root.Options.Add(new HelpOption());
+        root.Options.Add(new VersionOption { Action = new PrintAction(VersionText(name, policy)) });
 
         var stdio = new Command("stdio", "Start COMMAND as the upstream MCP server and proxy this process's stdin/stdout to it, enforcing the policy.");
         var options = new StdioCommandOptions();
@@ -78,12 +108,19 @@ public static class GatewayCommandLine
     public static string VersionText(string gatewayName, PolicyInfo policy) =>
         $"{gatewayName} (policy {policy.Name}, sha256 {policy.Sha256}, mode {policy.Mode.ToString().ToLowerInvariant()})";
 
-    private static string DefaultGatewayName()
+    /// <summary>The executable's file name (<c>.exe</c> dropped), or <c>gateway</c> when unknown.</summary>
+    internal static string DefaultGatewayName()
     {
         string? path = Environment.ProcessPath;
         if (string.IsNullOrEmpty(path))
         {
             return "gateway";
+        }
+
+        if (ParentDeathLauncher.IsDotnetHost(path))
+        {
+            // `dotnet gateway.dll` (a framework-dependent build): the application is the .dll.
+            return Path.GetFileNameWithoutExtension(Environment.GetCommandLineArgs()[0]);
         }
 
         // Not GetFileNameWithoutExtension: gateway names may contain dots (my.gateway); only drop .exe.

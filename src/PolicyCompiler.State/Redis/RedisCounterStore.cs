@@ -78,6 +78,9 @@ public sealed class RedisCounterStore : ICounterStore, IDisposable
             ConnectRetry = 1,
         };
         _connection = ConnectionMultiplexer.Connect(options);
+        // Without AbortOnConnectFail, Connect can return before the first handshake completes; give it
+        // the connect timeout so a gateway does not start by failing (closed) or skipping (open) its counters.
+        SpinWait.SpinUntil(() => _connection.IsConnected, options.ConnectTimeout);
         _database = _connection.GetDatabase(location.Database);
     }
 

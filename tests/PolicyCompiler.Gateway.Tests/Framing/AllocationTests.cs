@@ -14,10 +14,11 @@ public class AllocationTests
         string stream =
             """{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"Create\u0043odeConnection","arguments":{"repo":"a/b","opts":{"x":[1,{"y":2}],"\u007a":3}}}}""" + "\n" +
             """{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":0.5}}""" + "\n" +
+            """{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":12,"reason":"gave up"}}""" + "\n" +
             """{"jsonrpc":"2.0","id":13,"result":{"tools":[{"name":"a"}]}}""" + "\n";
         byte[] bytes = Encoding.UTF8.GetBytes(stream);
         ReadOnlySequence<byte> contiguous = new(bytes);
-        ReadOnlySequence<byte> split = Segments.Split(bytes, 40, 41, 97, 150);
+        ReadOnlySequence<byte> split = Segments.Split(bytes, 40, 41, 97, 150, 260);
         var classifier = new MessageClassifier();
 
         int Run(ReadOnlySequence<byte> input)
@@ -36,8 +37,8 @@ public class AllocationTests
         }
 
         // Warm up: buffers grow to their working size once.
-        Assert.Equal(3, Run(contiguous));
-        Assert.Equal(3, Run(split));
+        Assert.Equal(4, Run(contiguous));
+        Assert.Equal(4, Run(split));
 
         long before = GC.GetAllocatedBytesForCurrentThread();
         int total = 0;
@@ -47,7 +48,7 @@ public class AllocationTests
         }
 
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(600, total);
+        Assert.Equal(800, total);
         Assert.Equal(0, allocated);
     }
 }

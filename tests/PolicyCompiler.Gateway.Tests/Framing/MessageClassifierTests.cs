@@ -43,6 +43,31 @@ public class MessageClassifierTests
         }
     }
 
+    [Theory]
+    [InlineData("""{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":42,"reason":"x"}}""", "42")]
+    [InlineData("""{"params":{"reason":"x","requ\u0065stId":"a"},"jsonrpc":"2.0","method":"notifications\/cancelled"}""", "\"a\"")]
+    public void Cancellation_ReadsTheCancelledRequestId(string message, string expectedId)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(message);
+        for (int cut = 1; cut < bytes.Length; cut++)
+        {
+            var classifier = new MessageClassifier();
+            Assert.Equal(ClassifyStatus.Ok, classifier.Classify(Segments.Split(bytes, cut), strict: true));
+            Assert.Equal(MessageKind.Notification, classifier.Kind);
+            Assert.Equal(KnownMethod.Cancelled, classifier.Method);
+            Assert.Equal(expectedId, classifier.CancelledId.ToString());
+        }
+    }
+
+    [Fact]
+    public void Cancellation_WithoutAUsableRequestId_HasNone()
+    {
+        var classifier = new MessageClassifier();
+        Assert.Equal(ClassifyStatus.Ok, classifier.Classify(new ReadOnlySequence<byte>("""{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":null}}"""u8.ToArray()), strict: true));
+        Assert.False(classifier.CancelledId.HasValue);
+        Assert.Equal(ClassifyStatus.DuplicateKey, classifier.Classify(new ReadOnlySequence<byte>("""{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"requestId":2}}"""u8.ToArray()), strict: true));
+    }
+
     [Fact]
     public void ToolsCall_ReadsNameArgumentsAndId()
     {

@@ -69,6 +69,56 @@ public class StdioServerProcessTests
     }
 
     [Fact]
+    public async Task UpstreamDying_WhileTheClientsReadCannotBeInterrupted_StillEndsTheSession()
+    {
+        // Like a real stdin: after the request, the client's stream blocks and ignores cancellation.
+        var clientIn = new UninterruptibleStream("""{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"ls"}}""" + "\n");
+        var clientOut = new MemoryStream();
+        int exitCode = await StdioServerProcess.RunAsync(
+            "/bin/sh",
+            ["-c", "read line; exit 3"],
+            clientIn,
+            clientOut,
+            new FakeEvaluator(),
+            new GatewayOptions { ShutdownGrace = TimeSpan.FromSeconds(2) },
+            audit: null,
+            NullLogger.Instance).WaitAsync(SafetyTimeout);
+
+        Assert.Equal(3, exitCode);
+        using JsonDocument reply = JsonDocument.Parse(Encoding.UTF8.GetString(clientOut.ToArray()).Trim());
+        Assert.Equal(4, reply.RootElement.GetProperty("id").GetInt32());
+        Assert.Equal(JsonRpcErrorCodes.UpstreamClosed, reply.RootElement.GetProperty("error").GetProperty("code").GetInt32());
+    }
+
+    [Fact]
+    public async Task ChildExitingWhileAGrandchildHoldsItsOutput_EndsTheSessionAfterTheGrace()
+    {
+        // The shell exits 5 but leaves `sleep` holding its stdout: the child's exit, not the end of output, ends the session.
+        var clientIn = new UninterruptibleStream("""{"jsonrpc":"2.0","id":1,"method":"ping"}""" + "\n");
+        var clientOut = new MemoryStream();
+        int exitCode = await StdioServerProcess.RunAsync(
+            "/bin/sh",
+            ["-c", "read line; sleep 60 & exit 5"],
+            clientIn,
+            clientOut,
+            new FakeEvaluator(),
+            new GatewayOptions { ShutdownGrace = TimeSpan.FromSeconds(1) },
+            audit: null,
+            NullLogger.Instance).WaitAsync(SafetyTimeout);
+
+        Assert.Equal(5, exitCode);
+        Assert.Contains("\"id\":1", Encoding.UTF8.GetString(clientOut.ToArray()));
+    }
+
+    [Fact]
+    public void UpstreamClosedExitCode_IsNeverZero()
+    {
+        Assert.Equal(1, StdioServerProcess.UpstreamClosedExitCode(0));
+        Assert.Equal(3, StdioServerProcess.UpstreamClosedExitCode(3));
+        Assert.Equal(143, StdioServerProcess.UpstreamClosedExitCode(143));
+    }
+
+    [Fact]
     public async Task ServerIgnoringEndOfInput_IsKilledAfterTheGracePeriod()
     {
         // `exec sleep` ignores stdin: the gateway must kill it rather than hang.
@@ -84,5 +134,38 @@ public class StdioServerProcessTests
         int exitCode = await StdioServerProcess.RunAsync(
             "/nonexistent/server", [], clientIn.Reader.AsStream(), new MemoryStream(), new FakeEvaluator(), new GatewayOptions(), null, NullLogger.Instance);
         Assert.Equal(StdioServerProcess.CannotStartExitCode, exitCode);
+    }
+
+    /// <summary>Yields its text, then blocks forever and, like a console stream, ignores cancellation.</summary>
+    private sealed class UninterruptibleStream(string text) : Stream
+    {
+        private readonly byte[] _bytes = Encoding.UTF8.GetBytes(text);
+        private readonly TaskCompletionSource<int> _never = new();
+        private int _position;
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (_position < _bytes.Length)
+            {
+                int count = Math.Min(buffer.Length, _bytes.Length - _position);
+                _bytes.AsMemory(_position, count).CopyTo(buffer);
+                _position += count;
+                return ValueTask.FromResult(count);
+            }
+
+            return new ValueTask<int>(_never.Task);
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -296,8 +296,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 10 per 60 s per grant and "args.cluster_name" on counter "apply_yaml_rate" ["/tools/apply_yaml/limits/0"]
         private Decision EvaluateTool3_apply_yaml(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-public"u8)), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-node-lease"u8)), ToolAction.Deny)) return Decision.Deny("/tools/apply_yaml/rules/0", "system namespaces are off limits");
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), ToolAction.Approve)) return approved ? ReserveTool3_apply_yaml(in call, "/tools/apply_yaml/rules/1") : Decision.ApprovalRequired("/tools/apply_yaml/rules/1", "force-applying overwrites existing resources");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg0, "kube-system"u8), PolicyOps.Eq(arg0, "kube-public"u8)), PolicyOps.Eq(arg0, "kube-node-lease"u8)), ToolAction.Deny)) return Decision.Deny("/tools/apply_yaml/rules/0", "system namespaces are off limits");
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.force"
+            if (PolicyOps.Fires(PolicyOps.Eq(arg1, true), ToolAction.Approve)) return approved ? ReserveTool3_apply_yaml(in call, "/tools/apply_yaml/rules/1") : Decision.ApprovalRequired("/tools/apply_yaml/rules/1", "force-applying overwrites existing resources");
             return ReserveTool3_apply_yaml(in call, "/tools/apply_yaml");
         }
 
@@ -613,9 +615,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 60 per 3600 s per global on counter "eks_stack_calls" ["/tools/manage_eks_stacks/limits/0"]
         private Decision EvaluateTool15_manage_eks_stacks(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path3), "describe"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path3), "generate"u8)), ToolAction.Allow)) return ReserveTool15_manage_eks_stacks(in call, "/tools/manage_eks_stacks/rules/0");
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path3), "deploy"u8), ToolAction.Approve)) return approved ? ReserveTool15_manage_eks_stacks(in call, "/tools/manage_eks_stacks/rules/1") : Decision.ApprovalRequired("/tools/manage_eks_stacks/rules/1", "deploying a cluster stack needs a human");
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path3), "delete"u8), ToolAction.Deny)) return Decision.Deny("/tools/manage_eks_stacks/rules/2", "deleting a cluster stack is not allowed through the agent");
+            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.operation"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Eq(arg3, "describe"u8), PolicyOps.Eq(arg3, "generate"u8)), ToolAction.Allow)) return ReserveTool15_manage_eks_stacks(in call, "/tools/manage_eks_stacks/rules/0");
+            if (PolicyOps.Fires(PolicyOps.Eq(arg3, "deploy"u8), ToolAction.Approve)) return approved ? ReserveTool15_manage_eks_stacks(in call, "/tools/manage_eks_stacks/rules/1") : Decision.ApprovalRequired("/tools/manage_eks_stacks/rules/1", "deploying a cluster stack needs a human");
+            if (PolicyOps.Fires(PolicyOps.Eq(arg3, "delete"u8), ToolAction.Deny)) return Decision.Deny("/tools/manage_eks_stacks/rules/2", "deleting a cluster stack is not allowed through the agent");
             return Decision.Deny("/tools/manage_eks_stacks/action", "unknown operation for manage_eks_stacks");
         }
 
@@ -649,11 +652,14 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 20 per 60 s per grant and "args.cluster_name" on counter "k8s_resource_calls" ["/tools/manage_k8s_resource/limits/0"]
         private Decision EvaluateTool16_manage_k8s_resource(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path4), "Secret"u8), ToolAction.Deny)) return Decision.Deny("/tools/manage_k8s_resource/rules/0", "Kubernetes Secrets are not handled through the agent");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-public"u8)), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-node-lease"u8)), ToolAction.Deny)) return Decision.Deny("/tools/manage_k8s_resource/rules/1", "system namespaces are off limits");
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path3), "read"u8), ToolAction.Allow)) return ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/2");
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path3), "delete"u8), ToolAction.Approve)) return approved ? ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/3") : Decision.ApprovalRequired("/tools/manage_k8s_resource/rules/3", "deleting a Kubernetes resource needs a human");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path3), "create"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path3), "replace"u8)), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path3), "patch"u8)), ToolAction.Allow)) return ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/4");
+            var arg4 = ArgumentLookup.Find(call.ArgumentsJson, s_path4); // "args.kind"
+            if (PolicyOps.Fires(PolicyOps.Eq(arg4, "Secret"u8), ToolAction.Deny)) return Decision.Deny("/tools/manage_k8s_resource/rules/0", "Kubernetes Secrets are not handled through the agent");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg0, "kube-system"u8), PolicyOps.Eq(arg0, "kube-public"u8)), PolicyOps.Eq(arg0, "kube-node-lease"u8)), ToolAction.Deny)) return Decision.Deny("/tools/manage_k8s_resource/rules/1", "system namespaces are off limits");
+            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.operation"
+            if (PolicyOps.Fires(PolicyOps.Eq(arg3, "read"u8), ToolAction.Allow)) return ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/2");
+            if (PolicyOps.Fires(PolicyOps.Eq(arg3, "delete"u8), ToolAction.Approve)) return approved ? ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/3") : Decision.ApprovalRequired("/tools/manage_k8s_resource/rules/3", "deleting a Kubernetes resource needs a human");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg3, "create"u8), PolicyOps.Eq(arg3, "replace"u8)), PolicyOps.Eq(arg3, "patch"u8)), ToolAction.Allow)) return ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/4");
             return Decision.Deny("/tools/manage_k8s_resource/action", "unknown operation for manage_k8s_resource");
         }
 

@@ -210,8 +210,11 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 30 per 60 s per grant on counter "fs_writes" ["/tools/create_directory/limits/0"]
         private Decision EvaluateTool1_create_directory(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return ReserveTool1_create_directory(in call, "/tools/create_directory");
         }
 
@@ -238,8 +241,11 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool2_directory_tree(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/directory_tree");
         }
 
@@ -251,9 +257,12 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 30 per 60 s per grant on counter "fs_writes" ["/tools/edit_file/limits/0"]
         private Decision EvaluateTool3_edit_file(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
-            if (PolicyOps.Fires(PolicyOps.Glob(ArgumentLookup.Find(call.ArgumentsJson, s_path0), s_glob0), ToolAction.Deny)) return Decision.Deny("/tools/edit_file/rules/0", "the .git directory is managed by git, not by the agent");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Glob(arg0, s_glob0), ToolAction.Deny)) return Decision.Deny("/tools/edit_file/rules/0", "the .git directory is managed by git, not by the agent");
             return ReserveTool3_edit_file(in call, "/tools/edit_file");
         }
 
@@ -280,8 +289,11 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool4_get_file_info(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/get_file_info");
         }
 
@@ -291,8 +303,11 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool5_list_allowed_directories(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/list_allowed_directories");
         }
 
@@ -302,8 +317,11 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool6_list_directory(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/list_directory");
         }
 
@@ -313,8 +331,11 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool7_list_directory_with_sizes(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/list_directory_with_sizes");
         }
 
@@ -325,8 +346,11 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 30 per 60 s per grant on counter "fs_writes" ["/tools/move_file/limits/0"]
         private Decision EvaluateTool8_move_file(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return approved ? ReserveTool8_move_file(in call, "/tools/move_file/action") : Decision.ApprovalRequired("/tools/move_file/action", "moving files needs a human");
         }
 
@@ -353,8 +377,11 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool9_read_media_file(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/read_media_file");
         }
 
@@ -364,8 +391,11 @@ namespace PolicyCompiler.Generated
         //   otherwise deny ("read files one at a time with read_text_file so each path is checked")
         private Decision EvaluateTool10_read_multiple_files(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Deny("/tools/read_multiple_files/action", "read files one at a time with read_text_file so each path is checked");
         }
 
@@ -375,8 +405,11 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool11_read_text_file(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/read_text_file");
         }
 
@@ -387,8 +420,11 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 20 per 60 s per grant on counter "fs_searches" ["/tools/search_files/limits/0"]
         private Decision EvaluateTool12_search_files(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return ReserveTool12_search_files(in call, "/tools/search_files");
         }
 
@@ -417,9 +453,12 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 30 per 60 s per grant on counter "fs_writes" ["/tools/write_file/limits/0"]
         private Decision EvaluateTool13_write_file(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
-            if (PolicyOps.Fires(PolicyOps.Glob(ArgumentLookup.Find(call.ArgumentsJson, s_path0), s_glob0), ToolAction.Deny)) return Decision.Deny("/tools/write_file/rules/0", "the .git directory is managed by git, not by the agent");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Glob(arg0, s_glob0), ToolAction.Deny)) return Decision.Deny("/tools/write_file/rules/0", "the .git directory is managed by git, not by the agent");
             return ReserveTool13_write_file(in call, "/tools/write_file");
         }
 
@@ -446,8 +485,11 @@ namespace PolicyCompiler.Generated
         //   otherwise deny ("tool is not in the filesystem allow-list")
         private Decision EvaluateDefault(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path0), ".."u8), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path1), ".."u8)), PolicyOps.Contains(ArgumentLookup.Find(call.ArgumentsJson, s_path2), ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path0), true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace"u8), PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path1), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path1), "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(ArgumentLookup.Find(call.ArgumentsJson, s_path2), true), PolicyOps.Not(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Deny("/default", "tool is not in the filesystem allow-list");
         }
 

@@ -216,7 +216,8 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool1_actions_run_trigger(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return approved ? ReserveTool1_actions_run_trigger(in call, "/tools/actions_run_trigger/action") : Decision.ApprovalRequired("/tools/actions_run_trigger/action", "running workflows needs a human");
         }
 
@@ -244,7 +245,8 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 20 per 3600 s per grant and "args.repo" on counter "comments" ["/tools/add_issue_comment/limits/0"]
         private Decision EvaluateTool2_add_issue_comment(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool2_add_issue_comment(in call, "/tools/add_issue_comment");
         }
 
@@ -274,7 +276,8 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 60 per 3600 s per grant and "args.repo" on counter "github_writes" ["/tools/create_branch/limits/0"]
         private Decision EvaluateTool3_create_branch(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool3_create_branch(in call, "/tools/create_branch");
         }
 
@@ -304,7 +307,8 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 20 per 86400 s per grant on counter "issues" ["/tools/create_issue/limits/0"]
         private Decision EvaluateTool4_create_issue(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool4_create_issue(in call, "/tools/create_issue");
         }
 
@@ -336,9 +340,12 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 60 per 3600 s per grant and "args.repo" on counter "github_writes" ["/tools/create_or_update_file/limits/0"]
         private Decision EvaluateTool5_create_or_update_file(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "main"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "master"u8)), ToolAction.Deny)) return Decision.Deny("/tools/create_or_update_file/rules/0", "commit to a branch and open a pull request");
-            if (PolicyOps.Fires(PolicyOps.Prefix(ArgumentLookup.Find(call.ArgumentsJson, s_path3), ".github/workflows/"u8), ToolAction.Approve)) return approved ? ReserveTool5_create_or_update_file(in call, "/tools/create_or_update_file/rules/1") : Decision.ApprovalRequired("/tools/create_or_update_file/rules/1", "workflow changes need a human");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.branch"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Eq(arg2, "main"u8), PolicyOps.Eq(arg2, "master"u8)), ToolAction.Deny)) return Decision.Deny("/tools/create_or_update_file/rules/0", "commit to a branch and open a pull request");
+            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.path"
+            if (PolicyOps.Fires(PolicyOps.Prefix(arg3, ".github/workflows/"u8), ToolAction.Approve)) return approved ? ReserveTool5_create_or_update_file(in call, "/tools/create_or_update_file/rules/1") : Decision.ApprovalRequired("/tools/create_or_update_file/rules/1", "workflow changes need a human");
             return ReserveTool5_create_or_update_file(in call, "/tools/create_or_update_file");
         }
 
@@ -368,7 +375,8 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 10 per 3600 s per grant on counter "pull_requests" ["/tools/create_pull_request/limits/0"]
         private Decision EvaluateTool6_create_pull_request(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool6_create_pull_request(in call, "/tools/create_pull_request");
         }
 
@@ -397,7 +405,8 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool7_create_repository(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return approved ? ReserveTool7_create_repository(in call, "/tools/create_repository/action") : Decision.ApprovalRequired("/tools/create_repository/action", "new repositories need a human");
         }
 
@@ -424,7 +433,8 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool8_fork_repository(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return Decision.Deny("/tools/fork_repository/action", "forks leave the organisation's control");
         }
 
@@ -451,7 +461,8 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool9_get_Any(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool9_get_Any(in call, "/tools/get_*");
         }
 
@@ -478,7 +489,8 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool10_list_Any(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool10_list_Any(in call, "/tools/list_*");
         }
 
@@ -506,8 +518,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool11_merge_pull_request(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path4), "rebase"u8), ToolAction.Deny)) return Decision.Deny("/tools/merge_pull_request/rules/0", "rebase merges rewrite history; use merge or squash");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg4 = ArgumentLookup.Find(call.ArgumentsJson, s_path4); // "args.merge_method"
+            if (PolicyOps.Fires(PolicyOps.Eq(arg4, "rebase"u8), ToolAction.Deny)) return Decision.Deny("/tools/merge_pull_request/rules/0", "rebase merges rewrite history; use merge or squash");
             return approved ? ReserveTool11_merge_pull_request(in call, "/tools/merge_pull_request/action") : Decision.ApprovalRequired("/tools/merge_pull_request/action", "merging needs a human");
         }
 
@@ -536,8 +550,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 60 per 3600 s per grant and "args.repo" on counter "github_writes" ["/tools/push_files/limits/0"]
         private Decision EvaluateTool12_push_files(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "main"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "master"u8)), ToolAction.Deny)) return Decision.Deny("/tools/push_files/rules/0", "commit to a branch and open a pull request");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.branch"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Eq(arg2, "main"u8), PolicyOps.Eq(arg2, "master"u8)), ToolAction.Deny)) return Decision.Deny("/tools/push_files/rules/0", "commit to a branch and open a pull request");
             return ReserveTool12_push_files(in call, "/tools/push_files");
         }
 
@@ -566,7 +582,8 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool13_search_Any(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool13_search_Any(in call, "/tools/search_*");
         }
 
@@ -593,7 +610,8 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateDefault(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme"u8), PolicyOps.Neq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return Decision.Deny("/default", "tool is not in the GitHub allow-list");
         }
 

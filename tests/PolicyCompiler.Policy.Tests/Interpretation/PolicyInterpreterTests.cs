@@ -149,6 +149,38 @@ public class PolicyInterpreterTests
     }
 
     [Fact]
+    public void The_layer_example_of_the_docs_decides_as_its_table_says()
+    {
+        // docs/policy-language.md, "The * layer".
+        const string policy = """
+            { 'version': '1', 'default': 'deny', 'default_reason': 'tool is not in the allow-list',
+              'tools': {
+                '*': {
+                  'rules': [ { 'when': { 'args.owner': { 'not_in': ['acme'] } }, 'action': 'deny', 'reason': 'only acme repositories' } ],
+                  'limits': [ { 'counter': 'all_calls', 'window': 'hour', 'max': 1000 } ]
+                },
+                'get_*': {},
+                'merge_pull_request': { 'action': 'approve', 'reason': 'merges need a human' } } }
+            """;
+        var h = new InterpreterHarness(policy);
+        AssertDecision(h.Call("get_issue", "{'owner':'acme'}"), Allow, "/tools/get_*");
+        Assert.Equal(1, h.Store.GetCount("all_calls", "g1", null, h.Clock.GetUtcNow()));
+        var evil = h.Call("get_issue", "{'owner':'evil'}");
+        AssertDecision(evil, Deny, "/tools/*/rules/0");
+        Assert.Equal("only acme repositories", evil.Reason);
+        AssertDecision(h.Call("merge_pull_request", "{'owner':'acme'}"), ApprovalRequired, "/tools/merge_pull_request/action");
+        AssertDecision(h.Reserve("merge_pull_request", "{'owner':'acme'}"), Allow, "/tools/merge_pull_request/action");
+        var fork = h.Call("fork_repository", "{'owner':'acme'}");
+        AssertDecision(fork, Deny, "/default");
+        Assert.Equal("tool is not in the allow-list", fork.Reason);
+        AssertDecision(h.Call("fork_repository", "{'owner':'evil'}"), Deny, "/tools/*/rules/0");
+
+        var allowing = new InterpreterHarness(policy.Replace("'default': 'deny'", "'default': 'allow'"));
+        AssertDecision(allowing.Call("fork_repository", "{'owner':'acme'}"), Allow, "/default");
+        Assert.Equal(1, allowing.Store.GetCount("all_calls", "g1", null, allowing.Clock.GetUtcNow()));
+    }
+
+    [Fact]
     public void Layer_rules_can_let_unnamed_tools_through_with_the_layer_limits()
     {
         var h = new InterpreterHarness("""

@@ -32,9 +32,12 @@ public readonly record struct GatewayRunResult(GatewayStop Stop, int UnansweredR
 public static class StdioGateway
 {
     /// <summary>
-    /// Proxies one session until both directions end: the client's end of input closes the upstream's
-    /// input; the upstream's end of output answers every pending request with error -32001 and completes
-    /// <paramref name="clientOut"/>. Completes every pipe it was given.
+    /// Proxies one session. The client's end of input closes the upstream's input, and the session ends
+    /// when the upstream closes its output too (<see cref="GatewayStop.ClientClosed"/>). The upstream's end
+    /// of output while the client is still connected answers every pending request with error -32001,
+    /// completes <paramref name="clientOut"/>, cancels the pending read of <paramref name="clientIn"/> and
+    /// ends the session at once (<see cref="GatewayStop.UpstreamClosed"/>): the client loop completes
+    /// <paramref name="clientIn"/> and <paramref name="upstreamOut"/> when its read returns.
     /// </summary>
     /// <param name="clientIn">Messages from the client.</param>
     /// <param name="clientOut">Messages to the client.</param>
@@ -68,14 +71,32 @@ public static class StdioGateway
         Task clientToUpstream = proxy.RunClientToUpstreamAsync(clientIn, upstreamOut, cancellationToken);
         Task upstreamToClient = proxy.RunUpstreamToClientAsync(upstreamIn, cancellationToken);
         Task first = await Task.WhenAny(clientToUpstream, upstreamToClient).ConfigureAwait(false);
-        GatewayStop stop = GatewayStop.ClientClosed;
-        if (first == upstreamToClient && !clientToUpstream.IsCompleted)
+        if (first == upstreamToClient && !clientToUpstream.IsCompleted && !cancellationToken.IsCancellationRequested)
         {
-            // Nothing can be forwarded any more: stop reading the client.
-            stop = GatewayStop.UpstreamClosed;
+            // The upstream is gone while the client is still connected: every pending request has been
+            // answered (-32001) and the client's output completed, so nothing the client sends can be
+            // forwarded or answered any more. Stop reading the client, but do not wait for that loop:
+            // a read blocked on a real stdin (a console or pipe stream) ignores cancellation and would
+            // keep the gateway alive until the client writes or closes, which it may never do.
             clientIn.CancelPendingRead();
+            _ = clientToUpstream.ContinueWith(
+                static task => _ = task.Exception,
+                CancellationToken.None,
+                TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
+            try
+            {
+                await upstreamToClient.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return new GatewayRunResult(GatewayStop.Cancelled, proxy.UnansweredRequests);
+            }
+
+            return new GatewayRunResult(GatewayStop.UpstreamClosed, proxy.UnansweredRequests);
         }
 
+        GatewayStop stop = GatewayStop.ClientClosed;
         try
         {
             await Task.WhenAll(clientToUpstream, upstreamToClient).ConfigureAwait(false);

@@ -21,8 +21,8 @@ namespace PolicyCompiler.Gateway.Transport.Stdio;
 /// <item>The child closes its stdout while the client is connected → pending requests get error -32001,
 /// a message on stderr, exit status the child's if non-zero, else 1.</item>
 /// </list>
-/// Whatever happens (exceptions included), the child is not left running. Only a SIGKILL of the
-/// gateway itself can orphan it (nothing in-process can react to that).
+/// Whatever happens (exceptions included), the child is not left running; on Linux, when the entry point
+/// routes the launcher's internal command, not even after a SIGKILL of the gateway (<see cref="ParentDeathLauncher"/>).
 /// </summary>
 public static partial class StdioServerProcess
 {
@@ -50,22 +50,26 @@ public static partial class StdioServerProcess
         ILogger logger,
         CancellationToken cancellationToken = default)
     {
-        var startInfo = new ProcessStartInfo(command)
+        // Linux: through the launcher, so the server dies with the gateway even on SIGKILL (ParentDeathLauncher).
+        bool launcher = ParentDeathLauncher.IsEnabled;
+        ProcessStartInfo startInfo = launcher ? ParentDeathLauncher.CreateStartInfo(command, arguments) : new ProcessStartInfo(command);
+        startInfo.UseShellExecute = false;
+        startInfo.RedirectStandardInput = true;
+        startInfo.RedirectStandardOutput = true;
+        startInfo.RedirectStandardError = false;
+        if (!launcher)
         {
-            UseShellExecute = false,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = false,
-        };
-        foreach (string argument in arguments)
-        {
-            startInfo.ArgumentList.Add(argument);
+            foreach (string argument in arguments)
+            {
+                startInfo.ArgumentList.Add(argument);
+            }
         }
 
         Process child;
+        IDisposable keeper;
         try
         {
-            child = Process.Start(startInfo) ?? throw new Win32Exception("the process did not start");
+            child = ParentDeathLauncher.Start(startInfo, out keeper);
         }
         catch (Win32Exception e)
         {
@@ -73,6 +77,7 @@ public static partial class StdioServerProcess
             return CannotStartExitCode;
         }
 
+        using (keeper)
         using (child)
         using (var signals = new SignalForwarder(child, options.ShutdownGrace, logger))
         {
@@ -81,17 +86,24 @@ public static partial class StdioServerProcess
             PipeReader upstreamReader = PipeReader.Create(child.StandardOutput.BaseStream);
             PipeWriter upstreamWriter = PipeWriter.Create(child.StandardInput.BaseStream);
             var proxy = new PolicyProxy(clientWriter, evaluator, options, audit, logger);
+            Task childExited = child.WaitForExitAsync(CancellationToken.None);
             Task<GatewayRunResult> run = StdioGateway.RunSessionAsync(proxy, clientReader, upstreamReader, upstreamWriter, cancellationToken);
             GatewayRunResult result;
             try
             {
-                await Task.WhenAny(run, proxy.ClientClosed).ConfigureAwait(false);
+                Task first = await Task.WhenAny(run, proxy.ClientClosed, childExited).ConfigureAwait(false);
                 if (!run.IsCompleted)
                 {
-                    // The client is gone and the child's stdin closed: give it the grace period, then kill it.
-                    await WaitForExitOrKillAsync(child, options.ShutdownGrace, logger).ConfigureAwait(false);
+                    if (first == proxy.ClientClosed)
+                    {
+                        // The client is gone and the child's stdin closed: give it the grace period, then kill it.
+                        await WaitForExitOrKillAsync(child, options.ShutdownGrace, logger).ConfigureAwait(false);
+                    }
 
-                    // A grandchild may still hold the child's stdout open: do not wait for it forever.
+                    // The child has exited (on its own, of a forwarded signal, or killed): its stdout closes
+                    // with it and the session ends. A grandchild may still hold that stdout open: do not
+                    // wait for it forever; cancelling the read ends the upstream loop, which answers
+                    // every pending request.
                     if (await Task.WhenAny(run, Task.Delay(options.ShutdownGrace, CancellationToken.None)).ConfigureAwait(false) != run)
                     {
                         upstreamReader.CancelPendingRead();
@@ -108,7 +120,7 @@ public static partial class StdioServerProcess
                 }
             }
 
-            await child.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+            await childExited.ConfigureAwait(false);
             int exitCode = child.ExitCode;
             GatewayLog.UpstreamExited(logger, exitCode);
             if (result.Stop == GatewayStop.UpstreamClosed && !signals.Signalled)
@@ -116,12 +128,19 @@ public static partial class StdioServerProcess
                 await Console.Error.WriteLineAsync(
                     $"gateway: error: the upstream MCP server exited (status {exitCode}) while the client was still connected; " +
                     $"{result.UnansweredRequests} pending request(s) were answered with error -32001").ConfigureAwait(false);
-                return exitCode != 0 ? exitCode : 1;
+                return UpstreamClosedExitCode(exitCode);
             }
 
             return exitCode;
         }
     }
+
+    /// <summary>
+    /// The exit status when the upstream ended the session while the client was still connected: always
+    /// non-zero, so the client (or a supervisor) can tell the gateway failed — the server's status when it
+    /// is non-zero, else 1.
+    /// </summary>
+    public static int UpstreamClosedExitCode(int upstreamExitCode) => upstreamExitCode != 0 ? upstreamExitCode : 1;
 
     private static async Task WaitForExitOrKillAsync(Process child, TimeSpan grace, ILogger logger)
     {

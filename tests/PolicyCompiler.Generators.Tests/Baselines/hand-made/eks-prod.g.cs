@@ -160,9 +160,13 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 30 per 60 s per grant on counter "createcodeconnection_rate" ["/tools/CreateCodeConnection/limits/0"]
         private Decision EvaluateTool1_CreateCodeConnection(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return approved ? ReserveTool1_CreateCodeConnection(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
-            if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool1_CreateCodeConnection(in call, "/tools/*/rules/2");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.count"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.name"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveTool1_CreateCodeConnection(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.path"
+            if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool1_CreateCodeConnection(in call, "/tools/*/rules/2");
             return ReserveTool1_CreateCodeConnection(in call, "/tools/CreateCodeConnection");
         }
 
@@ -193,9 +197,13 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
         private Decision EvaluateTool2_DeleteAny(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return approved ? ReserveTool2_DeleteAny(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
-            if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool2_DeleteAny(in call, "/tools/*/rules/2");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.count"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.name"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveTool2_DeleteAny(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.path"
+            if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool2_DeleteAny(in call, "/tools/*/rules/2");
             return approved ? ReserveTool2_DeleteAny(in call, "/tools/Delete*/action") : Decision.ApprovalRequired("/tools/Delete*/action", "deletes need a human");
         }
 
@@ -224,9 +232,13 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
         private Decision EvaluateTool3_Describe_luster(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return approved ? ReserveTool3_Describe_luster(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
-            if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool3_Describe_luster(in call, "/tools/*/rules/2");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.count"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.name"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveTool3_Describe_luster(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.path"
+            if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool3_Describe_luster(in call, "/tools/*/rules/2");
             return ReserveTool3_Describe_luster(in call, "/tools/Describe?luster");
         }
 
@@ -255,9 +267,13 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
         private Decision EvaluateTool4_GetAnySecret(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return approved ? ReserveTool4_GetAnySecret(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
-            if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool4_GetAnySecret(in call, "/tools/*/rules/2");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.count"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.name"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveTool4_GetAnySecret(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.path"
+            if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool4_GetAnySecret(in call, "/tools/*/rules/2");
             return Decision.Deny("/tools/Get*Secret/action", "denied by policy entry 'Get*Secret'");
         }
 
@@ -286,9 +302,13 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
         private Decision EvaluateDefault(in ToolCall call, bool approved)
         {
-            if (PolicyOps.Fires(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path0), "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(ArgumentLookup.Find(call.ArgumentsJson, s_path1), 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), "a"u8), PolicyOps.Eq(ArgumentLookup.Find(call.ArgumentsJson, s_path2), 1d)))), ToolAction.Approve)) return approved ? ReserveDefault(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
-            if (PolicyOps.Fires(PolicyOps.Regex(ArgumentLookup.Find(call.ArgumentsJson, s_path3), (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveDefault(in call, "/tools/*/rules/2");
+            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
+            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.count"
+            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.name"
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveDefault(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.path"
+            if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveDefault(in call, "/tools/*/rules/2");
             return Decision.Deny("/default", "tool is not allowed by this policy");
         }
 

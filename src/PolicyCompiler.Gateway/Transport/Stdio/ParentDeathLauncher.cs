@@ -1,0 +1,206 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace PolicyCompiler.Gateway.Transport.Stdio;
+
+/// <summary>
+/// Ties the upstream server's life to the gateway's on Linux, so that not even a SIGKILL of the
+/// gateway (which no process can react to) leaves the server running.
+/// <code>
+///   gateway ──(1) Process.Start ──▶ gateway __policycompiler-exec-upstream PPID COMMAND ARGS...
+///                                     (2) prctl(PR_SET_PDEATHSIG, SIGKILL)
+///                                     (3) getppid() == PPID, else exit (the gateway already died)
+///                                     (4) execvp(COMMAND, ARGS) ──▶ the server, same pid, same stdio
+/// </code>
+/// (1) The gateway re-executes itself (<see cref="Environment.ProcessPath"/>; under <c>dotnet policyc.dll</c>
+/// that is <c>dotnet</c>, so the application's .dll comes first) with a hidden internal command, from a
+/// thread that lives as long as the child: the kernel sends the parent-death signal when the thread
+/// that forked the child exits, not only when the process does. (2) The death signal survives
+/// <c>execve</c>. (3) Closes the race where the gateway dies between the fork and the prctl. (4) The
+/// server replaces the launcher, so the pid the gateway holds, its pipes and its signals are the server's.
+/// The entry point must route the internal command (<see cref="Hosting.GatewayCommandLine.TryRunInternalCommand"/>);
+/// until one does, <see cref="IsEnabled"/> is false and the server is started directly.
+/// </summary>
+internal static partial class ParentDeathLauncher
+{
+    /// <summary>The hidden internal command (never shown in help).</summary>
+    public const string InternalCommand = "__policycompiler-exec-upstream";
+
+    private const int PR_SET_PDEATHSIG = 1;
+    private const int SIGKILL = 9;
+    private const int SIGPIPE = 13;
+    private const int ENOENT = 2;
+
+    private static volatile bool s_routed;
+
+    /// <summary>Whether the server is started through the launcher (Linux, and the entry point routes the internal command).</summary>
+    public static bool IsEnabled => s_routed && OperatingSystem.IsLinux() && !string.IsNullOrEmpty(Environment.ProcessPath);
+
+    /// <summary>Records that this process's entry point routes <see cref="InternalCommand"/> to <see cref="Exec"/>.</summary>
+    public static void EnableForThisProcess() => s_routed = true;
+
+    /// <summary>The start info that runs <paramref name="command"/> through the launcher.</summary>
+    public static ProcessStartInfo CreateStartInfo(string command, IReadOnlyList<string> arguments)
+    {
+        string self = Environment.ProcessPath!;
+        var startInfo = new ProcessStartInfo(self);
+        if (IsDotnetHost(self))
+        {
+            // `dotnet app.dll ...`: argv[0] of the managed program is its .dll.
+            startInfo.ArgumentList.Add(Environment.GetCommandLineArgs()[0]);
+        }
+
+        startInfo.ArgumentList.Add(InternalCommand);
+        startInfo.ArgumentList.Add(Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        startInfo.ArgumentList.Add(command);
+        foreach (string argument in arguments)
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        return startInfo;
+    }
+
+    /// <summary>Whether <paramref name="processPath"/> is the <c>dotnet</c> muxer rather than the application itself.</summary>
+    internal static bool IsDotnetHost(string processPath)
+    {
+        string name = Path.GetFileName(processPath);
+        return name is "dotnet" or "dotnet.exe";
+    }
+
+    /// <summary>
+    /// The internal command: <c>__policycompiler-exec-upstream PPID COMMAND [ARGS...]</c>. Returns only
+    /// when the server cannot be started (127 not found, 126 otherwise) or the gateway is already gone (1).
+    /// </summary>
+    public static unsafe int Exec(ReadOnlySpan<string> args)
+    {
+        if (args.Length < 3 || args[0] != InternalCommand || !int.TryParse(args[1], System.Globalization.CultureInfo.InvariantCulture, out int gateway))
+        {
+            Console.Error.WriteLine($"{InternalCommand}: internal use only: {InternalCommand} PPID COMMAND [ARGS...]");
+            return 2;
+        }
+
+        if (!OperatingSystem.IsLinux())
+        {
+            Console.Error.WriteLine($"{InternalCommand}: only supported on Linux");
+            return 126;
+        }
+
+        if (NativeMethods.Prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        {
+            Console.Error.WriteLine($"gateway: error: prctl(PR_SET_PDEATHSIG) failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+            return 126;
+        }
+
+        if (NativeMethods.Getppid() != gateway)
+        {
+            // The gateway died before the death signal was armed: nobody is left to serve.
+            return 1;
+        }
+
+        // The .NET runtime ignores SIGPIPE and an ignored signal stays ignored across execve: give the
+        // server the default disposition it would have had if started directly.
+        NativeMethods.Signal(SIGPIPE, 0);
+
+        string command = args[2];
+        nint[] argv = new nint[args.Length - 2 + 1];
+        for (int i = 2; i < args.Length; i++)
+        {
+            argv[i - 2] = Marshal.StringToCoTaskMemUTF8(args[i]);
+        }
+
+        fixed (nint* pointer = argv)
+        {
+            NativeMethods.Execvp(argv[0], pointer);
+        }
+
+        // Only reached when execvp failed (the memory is left to the exiting process).
+        int errno = Marshal.GetLastPInvokeError();
+        Console.Error.WriteLine($"gateway: error: cannot start the upstream server '{command}': {Marshal.GetPInvokeErrorMessage(errno)}");
+        return errno == ENOENT ? StdioServerProcess.CannotStartExitCode : 126;
+    }
+
+    /// <summary>
+    /// Starts <paramref name="startInfo"/> from a thread that outlives the child: this thread when it is
+    /// the main thread (it lives as long as the process), else a dedicated thread parked until
+    /// <paramref name="keeper"/> is disposed (after the child has exited).
+    /// </summary>
+    public static Process Start(ProcessStartInfo startInfo, out IDisposable keeper)
+    {
+        if (IsMainThread())
+        {
+            keeper = NoKeeper.Instance;
+            return Process.Start(startInfo) ?? throw new InvalidOperationException("the process did not start");
+        }
+
+        var started = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new ManualResetEventSlim();
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                started.SetResult(Process.Start(startInfo) ?? throw new InvalidOperationException("the process did not start"));
+            }
+            catch (Exception e)
+            {
+                started.SetException(e);
+                return;
+            }
+
+            release.Wait();
+        })
+        {
+            IsBackground = true,
+            Name = "upstream parent",
+        };
+        thread.Start();
+        Process child = started.Task.GetAwaiter().GetResult();
+        keeper = new ThreadKeeper(release);
+        return child;
+    }
+
+    private static bool IsMainThread()
+    {
+        try
+        {
+            return NativeMethods.Gettid() == Environment.ProcessId;
+        }
+        catch (EntryPointNotFoundException)
+        {
+            return false; // glibc before 2.30: the dedicated thread is always correct
+        }
+    }
+
+    private sealed class NoKeeper : IDisposable
+    {
+        public static readonly NoKeeper Instance = new();
+
+        public void Dispose()
+        {
+        }
+    }
+
+    private sealed class ThreadKeeper(ManualResetEventSlim release) : IDisposable
+    {
+        public void Dispose() => release.Set();
+    }
+
+    private static unsafe partial class NativeMethods
+    {
+        // prctl(2) is variadic in C; the integer arguments are passed as on a fixed signature on Linux x64 and arm64.
+        [LibraryImport("libc", EntryPoint = "prctl", SetLastError = true)]
+        internal static partial int Prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
+
+        [LibraryImport("libc", EntryPoint = "getppid")]
+        internal static partial int Getppid();
+
+        [LibraryImport("libc", EntryPoint = "gettid")]
+        internal static partial int Gettid();
+
+        [LibraryImport("libc", EntryPoint = "signal")]
+        internal static partial nint Signal(int signal, nint handler);
+
+        [LibraryImport("libc", EntryPoint = "execvp", SetLastError = true)]
+        internal static partial int Execvp(nint file, nint* argv);
+    }
+}
