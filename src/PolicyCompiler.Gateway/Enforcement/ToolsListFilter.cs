@@ -36,8 +36,16 @@ internal sealed class ToolsListFilter
     /// Writes the filtered message (and its newline) to <paramref name="output"/> and returns true, or
     /// returns false without writing when nothing is removed (the caller forwards the original).
     /// </summary>
-    public bool TryFilter(in ReadOnlySequence<byte> message, long resultStart, long resultLength, IPolicyEvaluator evaluator, IBufferWriter<byte> output, out int removed)
+    /// <param name="message">The whole response.</param>
+    /// <param name="resultStart">Where its <c>result</c> starts.</param>
+    /// <param name="resultLength">The result's length.</param>
+    /// <param name="evaluator">The policy.</param>
+    /// <param name="output">Where the filtered message goes.</param>
+    /// <param name="removed">How many tools were removed.</param>
+    /// <param name="pins">The session's pin state when it is not the one given at construction (HTTP: one per session).</param>
+    public bool TryFilter(in ReadOnlySequence<byte> message, long resultStart, long resultLength, IPolicyEvaluator evaluator, IBufferWriter<byte> output, out int removed, PinVerifier? pins = null)
     {
+        PinVerifier? verifier = pins ?? _pins;
         removed = 0;
         ReadOnlySequence<byte> result = message.Slice(resultStart, resultLength);
         var reader = new Utf8JsonReader(result, ReaderOptions);
@@ -64,9 +72,9 @@ internal sealed class ToolsListFilter
                 long start = reader.TokenStartIndex;
                 int nameLength = 0;
                 bool keep = reader.TokenType == JsonTokenType.StartObject && IsListed(ref reader, evaluator, out nameLength);
-                if (keep && _pins is not null)
+                if (keep && verifier is not null)
                 {
-                    keep = MatchesPin(result.Slice(start, reader.BytesConsumed - start), nameLength, evaluator);
+                    keep = MatchesPin(result.Slice(start, reader.BytesConsumed - start), nameLength, evaluator, verifier);
                 }
 
                 if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
@@ -155,7 +163,7 @@ internal sealed class ToolsListFilter
     /// Whether a listed tool (its object's bytes; its name in the scratch buffer) is its pinned
     /// definition, or is not pinned. Runs only for policies that pin tools, and off the call path.
     /// </summary>
-    private bool MatchesPin(ReadOnlySequence<byte> tool, int nameLength, IPolicyEvaluator evaluator)
+    private bool MatchesPin(ReadOnlySequence<byte> tool, int nameLength, IPolicyEvaluator evaluator, PinVerifier verifier)
     {
         IReadOnlyDictionary<string, string> pins = evaluator.Policy.Pins;
         if (pins.Count == 0)
@@ -164,7 +172,7 @@ internal sealed class ToolsListFilter
         }
 
         string name = System.Text.Encoding.UTF8.GetString(_scratch, 0, nameLength);
-        if (_pins!.PinOf(pins, name) is null)
+        if (verifier.PinOf(pins, name) is null)
         {
             return true;
         }
@@ -183,7 +191,7 @@ internal sealed class ToolsListFilter
             // Unreadable: counts as a changed definition (fail closed).
         }
 
-        return _pins.Verify(pins, name, listed);
+        return verifier.Verify(pins, name, listed);
     }
 
     private void Add(ref int count, long start, long end, bool keep)
