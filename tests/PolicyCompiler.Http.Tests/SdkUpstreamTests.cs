@@ -114,8 +114,41 @@ public sealed class SdkUpstreamTests : IAsyncLifetime
             await Task.Delay(10);
         }
 
-        Assert.Equal([1f, 2f, 3f], seen.Select(p => p.Progress).ToArray());
-        Assert.Equal("step 3", seen.Last().Message);
+        // The SDK client runs its handlers concurrently, so reports may interleave: compare as a set.
+        Assert.Equal([1f, 2f, 3f], seen.Select(p => p.Progress).Order().ToArray());
+        Assert.Contains(seen, p => p.Message == "step 3");
+    }
+
+    [Fact]
+    public async Task RawSse_EventsComeThroughInOrder_ThenTheResult()
+    {
+        using HttpClient http = Clients.Raw();
+        using HttpResponseMessage init = await http.SendAsync(Clients.Post(_gateway.Url, Clients.Initialize, _alice.Token));
+        string session = init.Headers.GetValues("Mcp-Session-Id").Single();
+        using HttpRequestMessage initialized = Clients.Post(_gateway.Url, """{"jsonrpc":"2.0","method":"notifications/initialized"}""", _alice.Token);
+        initialized.Headers.Add("Mcp-Session-Id", session);
+        initialized.Headers.Add("MCP-Protocol-Version", "2025-06-18");
+        Assert.Equal(HttpStatusCode.Accepted, (await http.SendAsync(initialized)).StatusCode);
+
+        using HttpRequestMessage call = Clients.Post(_gateway.Url, """{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow_progress","arguments":{},"_meta":{"progressToken":"p1"}}}""", _alice.Token);
+        call.Headers.Add("Mcp-Session-Id", session);
+        call.Headers.Add("MCP-Protocol-Version", "2025-06-18");
+        using HttpResponseMessage response = await http.SendAsync(call, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var order = new List<string>();
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (line.StartsWith("data:", StringComparison.Ordinal))
+            {
+                JsonNode message = JsonNode.Parse(line[5..])!;
+                order.Add(message["method"]?.GetValue<string>() == "notifications/progress"
+                    ? "progress " + message["params"]!["progress"]!.GetValue<double>()
+                    : "result " + message["id"]);
+            }
+        }
+
+        Assert.Equal(["progress 1", "progress 2", "progress 3", "result 7"], order);
     }
 
     [Fact]

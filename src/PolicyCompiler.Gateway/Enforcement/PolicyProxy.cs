@@ -44,6 +44,7 @@ internal sealed class PolicyProxy
     private readonly ILogger _logger;
     private readonly PendingRequests _pending = new();
     private readonly ToolCallEnforcer _enforcer;
+    private readonly PinVerifier _pins;
     private readonly SemaphoreSlim _clientWriteLock = new(1, 1);
     private readonly TaskCompletionSource _clientClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly PipeWriter _clientOut;
@@ -59,6 +60,7 @@ internal sealed class PolicyProxy
         _audit = audit;
         _logger = logger;
         _enforcer = new ToolCallEnforcer(evaluator, audit, options.AuditFailOpen, logger);
+        _pins = new PinVerifier(logger);
     }
 
     /// <summary>Completes when the client has closed its side (end of input).</summary>
@@ -163,7 +165,7 @@ internal sealed class PolicyProxy
         PipeWriter clientOut = _clientOut;
         var framer = new LineFramer(_options.MaxMessageBytes);
         var classifier = new MessageClassifier();
-        var filter = new ToolsListFilter();
+        var filter = new ToolsListFilter(_pins);
         var replies = new ReplyWriter();
         try
         {
@@ -310,7 +312,7 @@ internal sealed class PolicyProxy
 
         // The decision, its audit line and a blocked call's rollback are shared with the HTTP transport.
         ReadOnlySpan<byte> name = classifier.ToolName;
-        EnforcedCall call = _enforcer.Decide(id, name, classifier.ArgumentsJson, _options.Grant, _options.Session);
+        EnforcedCall call = _enforcer.Decide(id, name, classifier.ArgumentsJson, _options.Grant, _options.Session, _pins);
         if (!call.Forward)
         {
             replies.WriteBlocked(replyBuffer, id, name, call.Decision, call.Reason);

@@ -57,8 +57,12 @@ internal sealed class ToolCallEnforcer
     /// <summary>The policy.</summary>
     public IPolicyEvaluator Evaluator => _evaluator;
 
-    /// <summary>Decides one tools/call and audits the decision. A blocked call's reservation is already rolled back.</summary>
-    public EnforcedCall Decide(in RequestId id, ReadOnlySpan<byte> name, ReadOnlySpan<byte> arguments, string grant, string session)
+    /// <summary>
+    /// Decides one tools/call and audits the decision. A blocked call's reservation is already rolled back.
+    /// <paramref name="pins"/> is the session's pin state: a pinned tool whose definition changed, or was
+    /// not listed yet, is refused before the policy decides (docs/scan.md, "Pinning"); shadow mode checks no pins.
+    /// </summary>
+    public EnforcedCall Decide(in RequestId id, ReadOnlySpan<byte> name, ReadOnlySpan<byte> arguments, string grant, string session, PinVerifier? pins = null)
     {
         bool shadow = false;
         long started = Stopwatch.GetTimestamp();
@@ -67,6 +71,10 @@ internal sealed class ToolCallEnforcer
         {
             GatewayLog.AuditUnavailableRefused(_logger);
             decision = Decision.Deny(AuditUnavailableRule, AuditUnavailableReason);
+        }
+        else if (pins is not null && !IsShadow() && pins.TryRefuse(_evaluator.Policy.Pins, name, out decision))
+        {
+            // No counter is taken: the policy never decided.
         }
         else
         {

@@ -18,6 +18,12 @@ internal sealed class HttpSession(string id, string grant, long now)
 
     /// <summary>Marks the session used now.</summary>
     public void Touch(long now) => Volatile.Write(ref _lastUsed, now);
+
+    private Enforcement.PinVerifier? _pins;
+
+    /// <summary>The session's pin state (docs/scan.md, "Pinning"), created on first use.</summary>
+    public Enforcement.PinVerifier Pins(Microsoft.Extensions.Logging.ILogger logger) =>
+        Volatile.Read(ref _pins) ?? Interlocked.CompareExchange(ref _pins, new Enforcement.PinVerifier(logger), null) ?? _pins!;
 }
 
 /// <summary>

@@ -200,7 +200,7 @@ internal sealed class StreamableHttpProxy
             // Step 6: decide a tools/call.
             if (classifier.Kind == MessageKind.Request && classifier.Method == KnownMethod.ToolsCall)
             {
-                EnforcedCall call = _enforcer.Decide(exchange.Id, classifier.ToolName, classifier.ArgumentsJson, grant, session);
+                EnforcedCall call = _enforcer.Decide(exchange.Id, classifier.ToolName, classifier.ArgumentsJson, grant, session, PinsFor(grant, session));
                 if (!call.Forward)
                 {
                     // The same answer the stdio gateway writes: a CallToolResult with isError (server/tools#error-handling).
@@ -557,7 +557,7 @@ internal sealed class StreamableHttpProxy
 
         try
         {
-            return scratch.Filter.TryFilter(message, classifier.ResultStart, classifier.ResultLength, _enforcer.Evaluator, output ?? scratch.Buffer, out _);
+            return scratch.Filter.TryFilter(message, classifier.ResultStart, classifier.ResultLength, _enforcer.Evaluator, output ?? scratch.Buffer, out _, PinsFor(exchange.Grant, exchange.Session));
         }
         catch (System.Text.Json.JsonException)
         {
@@ -678,6 +678,21 @@ internal sealed class StreamableHttpProxy
     }
 
     /// <summary>What one POST (or GET/DELETE) is waiting for; shared by the relay steps, so its call is settled once.</summary>
+    /// <summary>
+    /// The pin state of a request's session (docs/scan.md, "Pinning"); null when the policy pins nothing.
+    /// A request without a session (2026-07-28 has none) gets a fresh state, so a pinned tool is
+    /// refused as unverified there: fail closed, since no listing can vouch for the next request.
+    /// </summary>
+    private PinVerifier? PinsFor(string grant, string session)
+    {
+        if (_enforcer.Evaluator.Policy.Pins.Count == 0)
+        {
+            return null;
+        }
+
+        return session.Length > 0 && _sessions.TryGet(session, grant, out HttpSession? known) ? known!.Pins(_logger) : new PinVerifier(_logger);
+    }
+
     private sealed class Exchange(RequestId id, KnownMethod method, string grant, string session)
     {
         public readonly RequestId Id = id;
