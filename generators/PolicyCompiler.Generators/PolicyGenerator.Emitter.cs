@@ -426,8 +426,42 @@ public sealed partial class PolicyGenerator
                 w.Line(Literal(_policy.Name) + ",");
                 w.Line(Literal(_policy.Sha256) + ",");
                 w.Line(Language + "PolicyMode." + _policy.Mode + ",");
-                w.Line(Literal(_policy.SourceText) + ");");
-                w.Outdent();
+                var pins = new List<ToolEntry>();
+                foreach (ToolEntry tool in _policy.Tools)
+                {
+                    if (tool.Pin is not null && !tool.IsPattern)
+                    {
+                        pins.Add(tool);
+                    }
+                }
+
+                if (pins.Count == 0)
+                {
+                    w.Line(Literal(_policy.SourceText) + ");");
+                    w.Outdent();
+                }
+                else
+                {
+                    // Pinned tool definitions (docs/scan.md, "Pinning"), in ordinal name order so the output is stable.
+                    pins.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
+                    w.Line(Literal(_policy.SourceText) + ")");
+                    w.Outdent();
+                    w.Line("{");
+                    w.Indent();
+                    w.Line("Pins = new global::System.Collections.Generic.Dictionary<string, string>(global::System.StringComparer.Ordinal)");
+                    w.Line("{");
+                    w.Indent();
+                    foreach (ToolEntry tool in pins)
+                    {
+                        w.Line("[" + Literal(tool.Name) + "] = " + Literal(tool.Pin!) + ",");
+                    }
+
+                    w.Outdent();
+                    w.Line("},");
+                    w.Outdent();
+                    w.Line("};");
+                }
+
                 w.Line();
                 w.Line("/// <inheritdoc/>");
                 w.Line("public " + Runtime + "PolicyInfo Policy => Info;");

@@ -16,6 +16,7 @@ public static class Program
         root.Subcommands.Add(ExplainCommand.Create());
         root.Subcommands.Add(TestCommand.Create());
         root.Subcommands.Add(ScanCommand.Create());
+        root.Subcommands.Add(GrantCommand.Create());
         return root;
     }
 

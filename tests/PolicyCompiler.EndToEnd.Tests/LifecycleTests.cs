@@ -61,6 +61,17 @@ public sealed class LifecycleTests(NativeGatewayFixture gateway) : IDisposable
     }
 
     [Fact]
+    public async Task Killing_the_gateway_outright_leaves_no_orphan_server()
+    {
+        await using var session = RawSession.Start(gateway.GatewayPath, ["stdio", "--state", "memory", "--", "sleep", "300"]);
+        var child = await WaitForChildAsync(session.Process.Id);
+
+        session.Process.Kill(); // SIGKILL: no handler runs in the gateway
+
+        await WaitUntilGoneAsync(child);
+    }
+
+    [Fact]
     public async Task Upstream_death_answers_pending_requests_and_exits_non_zero()
     {
         // The "server" reads the initialize request and dies without answering.

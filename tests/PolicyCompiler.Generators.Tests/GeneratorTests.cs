@@ -76,6 +76,41 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void Valid_Pins_AreExposedLikeTheInterpreterExposesThem()
+    {
+        const string pinned = """
+            { "version": "1", "tools": {
+              "z_last": { "pin": "sha256:1111111111111111111111111111111111111111111111111111111111111111" },
+              "a \"quoted\" name": { "pin": "sha256:2222222222222222222222222222222222222222222222222222222222222222", "action": "approve" },
+              "unpinned": {},
+              "get_*": {} } }
+            """;
+        var (result, output, diagnostics) = GeneratorHarness.Run("/p/pinned.json", pinned);
+        // The quoted name exercises the literal escaping; it is only unusual (PC0103), not wrong.
+        Assert.Equal(["PC0103"], diagnostics.Select(d => d.Id));
+        // Only a pinned policy gets the initializer, so every other policy's output is unchanged.
+        Assert.Contains("Pins = new global::System.Collections.Generic.Dictionary<string, string>", result.GeneratedTrees[0].ToString(), StringComparison.Ordinal);
+        var assembly = InMemoryCompiler.Load(output, out var context);
+        try
+        {
+            var info = (PolicyInfo)assembly.GetType("PolicyCompiler.Generated.CompiledPolicy")!.GetProperty("Info")!.GetValue(null)!;
+            var parsed = PolicyCompiler.Policy.Language.PolicyParser.Parse("/p/pinned.json", Encoding.UTF8.GetBytes(pinned));
+            var interpreted = new PolicyCompiler.Policy.Interpretation.PolicyInterpreter(parsed.Policy!).Policy;
+
+            Assert.Equal(2, info.Pins.Count);
+            Assert.Equal("sha256:1111111111111111111111111111111111111111111111111111111111111111", info.Pins["z_last"]);
+            Assert.Equal(interpreted.Pins.OrderBy(p => p.Key, StringComparer.Ordinal), info.Pins.OrderBy(p => p.Key, StringComparer.Ordinal));
+        }
+        finally
+        {
+            context.Unload();
+        }
+
+        var (unpinned, _, _) = GeneratorHarness.Run("/p/seed.json", Seed);
+        Assert.DoesNotContain("Pins =", unpinned.GeneratedTrees[0].ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Diagnostic_UnknownField_IsLocatedAtTheKeyInTheJsonFile()
     {
         const string json = "{\n  \"version\": \"1\",\n  \"tools\": {\n    \"X\": { \"acton\": \"deny\" }\n  }\n}\n";

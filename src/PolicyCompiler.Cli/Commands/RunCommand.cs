@@ -26,6 +26,7 @@ public static class RunCommand
         command.Arguments.Add(policyFile);
         command.Options.Add(watch);
         options.AddTo(command);
+        command.Subcommands.Add(RunHttpCommand.Create()); // policyc run http POLICY.json ... (docs/http.md)
         command.SetAction((parse, cancellationToken) => RunAsync(parse, parse.GetRequiredValue(policyFile), parse.GetValue(watch), options, cancellationToken));
         return command;
     }

@@ -30,23 +30,21 @@ namespace PolicyCompiler.Gateway.Enforcement;
 internal sealed class PolicyProxy
 {
     /// <summary>Rule pointer of a refusal because the audit log cannot be written.</summary>
-    public const string AuditUnavailableRule = "gateway:audit-unavailable";
+    public const string AuditUnavailableRule = ToolCallEnforcer.AuditUnavailableRule;
 
     /// <summary>Rule pointer of a refusal because the evaluator failed.</summary>
-    public const string InternalErrorRule = "gateway:internal-error";
+    public const string InternalErrorRule = ToolCallEnforcer.InternalErrorRule;
 
     /// <summary>Rule pointer of a refusal because the counter store is unavailable (<c>--state-fail-mode closed</c>, docs/state.md).</summary>
-    public const string StateUnavailableRule = "gateway:state-unavailable";
-
-    private const string AuditUnavailableReason = "the gateway cannot write its audit log, so tool calls are refused (fail closed)";
-    private const string InternalErrorReason = "the policy could not be evaluated, so the call is refused (fail closed)";
-    private const string ApprovalUnavailableSuffix = " (approval required, but approvals are not available in this build: the call is denied)";
+    public const string StateUnavailableRule = ToolCallEnforcer.StateUnavailableRule;
 
     private readonly IPolicyEvaluator _evaluator;
     private readonly GatewayOptions _options;
     private readonly AuditLog? _audit;
     private readonly ILogger _logger;
     private readonly PendingRequests _pending = new();
+    private readonly ToolCallEnforcer _enforcer;
+    private readonly PinVerifier _pins;
     private readonly SemaphoreSlim _clientWriteLock = new(1, 1);
     private readonly TaskCompletionSource _clientClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly PipeWriter _clientOut;
@@ -61,6 +59,8 @@ internal sealed class PolicyProxy
         _options = options;
         _audit = audit;
         _logger = logger;
+        _enforcer = new ToolCallEnforcer(evaluator, audit, options.AuditFailOpen, logger);
+        _pins = new PinVerifier(logger);
     }
 
     /// <summary>Completes when the client has closed its side (end of input).</summary>
@@ -165,7 +165,7 @@ internal sealed class PolicyProxy
         PipeWriter clientOut = _clientOut;
         var framer = new LineFramer(_options.MaxMessageBytes);
         var classifier = new MessageClassifier();
-        var filter = new ToolsListFilter();
+        var filter = new ToolsListFilter(_pins);
         var replies = new ReplyWriter();
         try
         {
@@ -310,90 +310,16 @@ internal sealed class PolicyProxy
             return;
         }
 
+        // The decision, its audit line and a blocked call's rollback are shared with the HTTP transport.
         ReadOnlySpan<byte> name = classifier.ToolName;
-        ReadOnlySpan<byte> arguments = classifier.ArgumentsJson;
-        bool shadow = false;
-        long started = Stopwatch.GetTimestamp();
-        Decision decision;
-        if (_audit is not null && !_audit.IsHealthy && !_options.AuditFailOpen)
+        EnforcedCall call = _enforcer.Decide(id, name, classifier.ArgumentsJson, _options.Grant, _options.Session, _pins);
+        if (!call.Forward)
         {
-            GatewayLog.AuditUnavailableRefused(_logger);
-            decision = Decision.Deny(AuditUnavailableRule, AuditUnavailableReason);
-        }
-        else
-        {
-            try
-            {
-                shadow = _evaluator.Policy.Mode == PolicyMode.Shadow;
-                decision = _evaluator.Evaluate(new ToolCall(name, arguments, _options.Grant, _options.Session));
-            }
-            catch (CounterStoreUnavailableException e)
-            {
-                // The store's fail-mode decorator decided to refuse (closed); its message is the reason.
-                decision = Decision.Deny(StateUnavailableRule, e.Message + " (--state-fail-mode closed)");
-            }
-            catch (Exception e)
-            {
-                GatewayLog.EvaluatorFailed(_logger, e);
-                decision = Decision.Deny(InternalErrorRule, InternalErrorReason);
-            }
-        }
-
-        long decisionNs = ElapsedNanoseconds(started);
-        bool forward = decision.Kind == DecisionKind.Allow || (shadow && decision.Rule is not (AuditUnavailableRule or InternalErrorRule));
-        if (_logger.IsEnabled(LogLevel.Debug))
-        {
-            GatewayLog.DecisionMade(_logger, Encoding.UTF8.GetString(name), Encoding.UTF8.GetString(ReplyWriter.DecisionName(decision.Kind)), decision.Rule);
-        }
-
-        string reason = decision.Reason ?? string.Empty;
-        if (decision.Kind == DecisionKind.ApprovalRequired)
-        {
-            reason += ApprovalUnavailableSuffix;
-        }
-
-        if (_audit is not null)
-        {
-            var entry = new AuditEntry
-            {
-                Kind = AuditEntryKind.Decision,
-                Time = _audit.Now,
-                Session = _options.Session,
-                Grant = _options.Grant,
-                Id = id,
-                Decision = decision.Kind,
-                Forwarded = forward,
-                Shadow = shadow,
-                Rule = decision.Rule,
-                Reason = decision.Reason is null ? null : reason,
-                Counter = decision.Counter,
-                RetryAfterSeconds = ReplyWriter.RetryAfterSeconds(decision),
-                DecisionNanoseconds = decisionNs,
-            };
-            entry.CaptureCall(name, arguments, !arguments.IsEmpty);
-            _audit.Record(ref entry);
-        }
-
-        if (!forward)
-        {
-            decision.Reservation.Rollback();
-            replies.WriteBlocked(replyBuffer, id, name, decision, reason);
+            replies.WriteBlocked(replyBuffer, id, name, call.Decision, call.Reason);
             return;
         }
 
-        var pending = new PendingRequest
-        {
-            Method = KnownMethod.ToolsCall,
-            Reservation = decision.Reservation,
-            ForwardedAt = Stopwatch.GetTimestamp(),
-        };
-        if (_audit is not null)
-        {
-            pending.ToolName = ArrayPool<byte>.Shared.Rent(Math.Max(1, name.Length));
-            name.CopyTo(pending.ToolName);
-            pending.ToolNameLength = name.Length;
-        }
-
+        PendingRequest pending = _enforcer.CreatePending(call, name);
         if (Track(id, ref pending, replies, replyBuffer))
         {
             SequenceWriter.WriteLine(upstreamOut, message);
@@ -517,43 +443,8 @@ internal sealed class PolicyProxy
     }
 
     /// <summary>Ends a forwarded call: commits (answered) or rolls back (never answered) its counters and audits the outcome.</summary>
-    private void Settle(ref PendingRequest request, in RequestId id, UpstreamOutcome outcome, bool commit)
-    {
-        try
-        {
-            if (commit)
-            {
-                request.Reservation.Commit();
-            }
-            else
-            {
-                request.Reservation.Rollback();
-            }
-        }
-        catch (Exception e)
-        {
-            GatewayLog.EvaluatorFailed(_logger, e);
-        }
-
-        if (_audit is not null && request.Method == KnownMethod.ToolsCall)
-        {
-            var entry = new AuditEntry
-            {
-                Kind = AuditEntryKind.Upstream,
-                Time = _audit.Now,
-                Session = _options.Session,
-                Grant = _options.Grant,
-                Id = id,
-                Rule = string.Empty,
-                Outcome = outcome,
-                LatencyNanoseconds = ElapsedNanoseconds(request.ForwardedAt),
-            };
-            entry.CaptureCall(request.ToolName is null ? default : request.ToolName.AsSpan(0, request.ToolNameLength), default, hasArguments: false);
-            _audit.Record(ref entry);
-        }
-
-        request.Release();
-    }
+    private void Settle(ref PendingRequest request, in RequestId id, UpstreamOutcome outcome, bool commit) =>
+        _enforcer.Settle(ref request, id, outcome, commit, _options.Grant, _options.Session);
 
     /// <summary>The upstream is gone: answer every request still waiting (error -32001) and refund its counters.</summary>
     private async Task FailPendingAsync(ReplyWriter replies, PipeWriter clientOut)
@@ -611,7 +502,4 @@ internal sealed class PolicyProxy
             _clientWriteLock.Release();
         }
     }
-
-    private static long ElapsedNanoseconds(long startTimestamp) =>
-        (long)((Stopwatch.GetTimestamp() - startTimestamp) * (1_000_000_000.0 / Stopwatch.Frequency));
 }

@@ -12,10 +12,20 @@ namespace PolicyCompiler.Gateway.Enforcement;
 /// kept byte-for-byte. The rewritten message is the original bytes with the removed array elements cut
 /// out, so nothing else about the server's answer changes. A tool whose name cannot be read
 /// unambiguously (not an object, no string name, the name twice) is removed: fail closed.
+/// With a <see cref="PinVerifier"/>, a listed tool that the policy pins is also hashed and removed
+/// when its definition is not the pinned one (docs/scan.md, "Pinning").
 /// </summary>
 internal sealed class ToolsListFilter
 {
     private static readonly JsonReaderOptions ReaderOptions = new() { MaxDepth = 128 };
+
+    private readonly PinVerifier? _pins;
+
+    /// <summary>Creates a filter; <paramref name="pins"/> is the session's pin state (null: no pin checks).</summary>
+    public ToolsListFilter(PinVerifier? pins = null)
+    {
+        _pins = pins;
+    }
 
     private long[] _starts = new long[64];
     private long[] _ends = new long[64];
@@ -26,8 +36,16 @@ internal sealed class ToolsListFilter
     /// Writes the filtered message (and its newline) to <paramref name="output"/> and returns true, or
     /// returns false without writing when nothing is removed (the caller forwards the original).
     /// </summary>
-    public bool TryFilter(in ReadOnlySequence<byte> message, long resultStart, long resultLength, IPolicyEvaluator evaluator, IBufferWriter<byte> output, out int removed)
+    /// <param name="message">The whole response.</param>
+    /// <param name="resultStart">Where its <c>result</c> starts.</param>
+    /// <param name="resultLength">The result's length.</param>
+    /// <param name="evaluator">The policy.</param>
+    /// <param name="output">Where the filtered message goes.</param>
+    /// <param name="removed">How many tools were removed.</param>
+    /// <param name="pins">The session's pin state when it is not the one given at construction (HTTP: one per session).</param>
+    public bool TryFilter(in ReadOnlySequence<byte> message, long resultStart, long resultLength, IPolicyEvaluator evaluator, IBufferWriter<byte> output, out int removed, PinVerifier? pins = null)
     {
+        PinVerifier? verifier = pins ?? _pins;
         removed = 0;
         ReadOnlySequence<byte> result = message.Slice(resultStart, resultLength);
         var reader = new Utf8JsonReader(result, ReaderOptions);
@@ -52,7 +70,13 @@ internal sealed class ToolsListFilter
             while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
             {
                 long start = reader.TokenStartIndex;
-                bool keep = reader.TokenType == JsonTokenType.StartObject && IsListed(ref reader, evaluator);
+                int nameLength = 0;
+                bool keep = reader.TokenType == JsonTokenType.StartObject && IsListed(ref reader, evaluator, out nameLength);
+                if (keep && verifier is not null)
+                {
+                    keep = MatchesPin(result.Slice(start, reader.BytesConsumed - start), nameLength, evaluator, verifier);
+                }
+
                 if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
                 {
                     reader.Skip();
@@ -98,10 +122,10 @@ internal sealed class ToolsListFilter
     }
 
     /// <summary>Reads one tool object (reader on its StartObject, left on its EndObject) and asks the policy.</summary>
-    private bool IsListed(ref Utf8JsonReader reader, IPolicyEvaluator evaluator)
+    private bool IsListed(ref Utf8JsonReader reader, IPolicyEvaluator evaluator, out int nameLength)
     {
         int nameCount = 0;
-        int nameLength = 0;
+        nameLength = 0;
         bool nameIsString = false;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
@@ -133,6 +157,41 @@ internal sealed class ToolsListFilter
         {
             return false; // fail closed: a tool the policy cannot judge is not shown
         }
+    }
+
+    /// <summary>
+    /// Whether a listed tool (its object's bytes; its name in the scratch buffer) is its pinned
+    /// definition, or is not pinned. Runs only for policies that pin tools, and off the call path.
+    /// </summary>
+    private bool MatchesPin(ReadOnlySequence<byte> tool, int nameLength, IPolicyEvaluator evaluator, PinVerifier verifier)
+    {
+        IReadOnlyDictionary<string, string> pins = evaluator.Policy.Pins;
+        if (pins.Count == 0)
+        {
+            return true;
+        }
+
+        string name = System.Text.Encoding.UTF8.GetString(_scratch, 0, nameLength);
+        if (verifier.PinOf(pins, name) is null)
+        {
+            return true;
+        }
+
+        string? listed = null;
+        try
+        {
+            using JsonDocument definition = JsonDocument.Parse(tool, new JsonDocumentOptions { MaxDepth = 128 });
+            if (ToolDefinitionPin.TryCompute(definition.RootElement, out _, out string pin))
+            {
+                listed = pin;
+            }
+        }
+        catch (JsonException)
+        {
+            // Unreadable: counts as a changed definition (fail closed).
+        }
+
+        return verifier.Verify(pins, name, listed);
     }
 
     private void Add(ref int count, long start, long end, bool keep)

@@ -89,6 +89,13 @@ public static class GatewayCommandLine
             options.RunAsync(parseResult, evaluatorOptions => evaluatorFactory(evaluatorOptions), policy, name, cancellationToken));
         root.Add(stdio);
 
+        var http = new Command("http", "Serve MCP over Streamable HTTP and proxy to an upstream URL, enforcing the policy (docs/http.md).");
+        var httpOptions = new HttpCommandOptions();
+        httpOptions.AddTo(http);
+        http.SetAction((parseResult, cancellationToken) =>
+            httpOptions.RunAsync(parseResult, evaluatorOptions => evaluatorFactory(evaluatorOptions), policy, name, cancellationToken));
+        root.Add(http);
+
         var policyCommand = new Command("policy", "Print the compiled-in policy, exactly as it was built.");
         policyCommand.SetAction(parseResult =>
         {

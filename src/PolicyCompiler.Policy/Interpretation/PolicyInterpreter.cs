@@ -46,7 +46,7 @@ public sealed class PolicyInterpreter : IPolicyEvaluator
         _policy = policy;
         _time = options.Time;
         _counters = options.Counters;
-        Policy = new PolicyInfo(policy.Name, policy.Sha256, policy.Mode, policy.SourceText);
+        Policy = new PolicyInfo(policy.Name, policy.Sha256, policy.Mode, policy.SourceText) { Pins = PinsOf(policy) };
 
         _hide = new (GlobPattern, string)[policy.Hide.Count];
         for (int i = 0; i < _hide.Length; i++) _hide[i] = (new GlobPattern(policy.Hide[i].Pattern), policy.Hide[i].Pointer);
@@ -96,6 +96,17 @@ public sealed class PolicyInterpreter : IPolicyEvaluator
         if (entry is not null && RulesDecideListing(entry.Rules, out listed)) return listed;
         ToolAction final = entry?.Model.Action ?? (_policy.Default == DefaultAction.Allow ? ToolAction.Allow : ToolAction.Deny);
         return final != ToolAction.Deny;
+    }
+
+    /// <summary>The pin of every exact-name entry that has one (the reader allows pins on exact names only).</summary>
+    private static Dictionary<string, string> PinsOf(PolicyDocument policy)
+    {
+        var pins = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var tool in policy.Tools)
+        {
+            if (tool.Pin is not null && !tool.IsPattern) pins[tool.Name] = tool.Pin;
+        }
+        return pins;
     }
 
     private static bool RulesDecideListing(Rule[] rules, out bool listed)

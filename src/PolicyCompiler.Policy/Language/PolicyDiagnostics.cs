@@ -72,6 +72,9 @@ public static class PolicyDiagnostics
     /// <summary>PC0024: <c>action</c>, <c>reason</c> or <c>hide</c> on the <c>*</c> entry, which is a layer and never decides a tool by itself.</summary>
     public static readonly PolicyDiagnosticDescriptor FieldOnLayer = Error("PC0024", "Field not allowed on '*'", "'{0}' is not allowed on the '*' entry: '*' only adds its rules and limits to every tool and never decides a tool by itself; {1}");
 
+    /// <summary>PC0025: a <c>pin</c> that is not <c>sha256:</c> and 64 lower-case hex digits, or on a pattern entry.</summary>
+    public static readonly PolicyDiagnosticDescriptor InvalidPin = Error("PC0025", "Invalid pin", "invalid pin: {0}");
+
     /// <summary>PC0100: a rule after an unconditional rule.</summary>
     public static readonly PolicyDiagnosticDescriptor UnreachableRule = Warning("PC0100", "Unreachable rule", "this rule is never reached: the rule at {0} has no condition and decides every call first");
     /// <summary>PC0101: a condition that can never be true.</summary>

@@ -213,6 +213,7 @@ public sealed record PolicyLimit(
 /// <param name="Limits">Limits checked, in order, when the call is allowed.</param>
 /// <param name="Pointer">JSON pointer of the entry, e.g. <c>/tools/Delete*</c>.</param>
 /// <param name="Position">Where the entry's key is in the file.</param>
+/// <param name="Pin">The pinned definition hash (<c>sha256:…</c>) of the tool an exact-name entry names, or null (docs/scan.md, "Pinning").</param>
 public sealed record ToolEntry(
     string Name,
     bool IsPattern,
@@ -223,7 +224,8 @@ public sealed record ToolEntry(
     EquatableArray<PolicyRule> Rules,
     EquatableArray<PolicyLimit> Limits,
     string Pointer,
-    SourcePosition Position);
+    SourcePosition Position,
+    string? Pin = null);
 
 /// <summary>A validated policy.</summary>
 /// <param name="Version">The language version (<c>"1"</c>).</param>

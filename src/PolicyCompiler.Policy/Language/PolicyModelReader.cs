@@ -13,8 +13,8 @@ namespace PolicyCompiler.Policy.Language;
 internal sealed class PolicyModelReader
 {
     private static readonly string[] DocumentFields = { "$schema", "version", "name", "description", "default", "default_reason", "mode", "hide", "tools" };
-    private static readonly string[] EntryFields = { "action", "reason", "hide", "rules", "limits" };
-    private static readonly string[] ReservedEntryFields = { "approval", "pin" };
+    private static readonly string[] EntryFields = { "action", "reason", "hide", "rules", "limits", "pin" };
+    private static readonly string[] ReservedEntryFields = { "approval" };
     private static readonly string[] RuleFields = { "when", "action", "reason" };
     private static readonly string[] LimitFields = { "counter", "window", "max", "scope", "key", "increment", "increment_from", "align", "reason" };
     private static readonly string[] OperatorNames = { "eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "prefix", "suffix", "contains", "regex", "glob", "exists" };
@@ -191,6 +191,13 @@ internal sealed class PolicyModelReader
             else _report.Add(PolicyDiagnostics.WrongType, hideProperty.Value, "'hide' of a tool entry", "a boolean", hideProperty.Value.Describe());
         }
 
+        string? pin = null;
+        if (node.Find("pin") is { } pinProperty)
+        {
+            _spans.Add(pointer + "/pin", pinProperty);
+            pin = ReadPin(pinProperty, key);
+        }
+
         var rules = new List<PolicyRule>();
         if (node.Find("rules") is { } rulesProperty)
         {
@@ -235,7 +242,40 @@ internal sealed class PolicyModelReader
             new EquatableArray<PolicyRule>(rules.ToArray()),
             new EquatableArray<PolicyLimit>(limits.ToArray()),
             pointer,
-            PositionOf(property));
+            PositionOf(property),
+            pin);
+    }
+
+    /// <summary>
+    /// <c>"pin": "sha256:&lt;64 lower-case hex digits&gt;"</c> (docs/scan.md, "Pinning"): the hash of one
+    /// tool's definition, so only an exact tool name can carry it; a pattern matches many tools.
+    /// </summary>
+    private string? ReadPin(JsonProperty property, string key)
+    {
+        var value = property.Value;
+        if (value.Kind != JsonNodeKind.String)
+        {
+            _report.Add(PolicyDiagnostics.WrongType, value, "'pin'", "a string (\"sha256:\" and 64 hex digits)", value.Describe());
+            return null;
+        }
+        if (PolicyPatterns.IsPattern(key))
+        {
+            _report.AddAtKey(PolicyDiagnostics.InvalidPin, property, $"'{key}' is a pattern; a pin is the hash of one tool's definition, so only an entry keyed by an exact tool name can have one");
+            return null;
+        }
+        string text = value.String!;
+        bool wellFormed = text.Length == 71 && text.StartsWith("sha256:", StringComparison.Ordinal);
+        for (int i = 7; wellFormed && i < text.Length; i++)
+        {
+            char c = text[i];
+            wellFormed = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        }
+        if (!wellFormed)
+        {
+            _report.Add(PolicyDiagnostics.InvalidPin, value, $"\"{text}\" is not \"sha256:\" followed by 64 lower-case hex digits (policyc scan --pin writes pins)");
+            return null;
+        }
+        return text;
     }
 
     private SourcePosition PositionOf(JsonProperty property) => _report.Position(property.NameOffset);

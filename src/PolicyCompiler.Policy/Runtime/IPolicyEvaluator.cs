@@ -41,7 +41,38 @@ public interface IPolicyEvaluator
 /// <param name="Sha256">Lower-case hex SHA-256 of the policy file's UTF-8 bytes without a leading byte-order mark (docs/policy-language.md, "Policy hash").</param>
 /// <param name="Mode">Enforce or shadow.</param>
 /// <param name="SourceText">The policy file's text.</param>
-public sealed record PolicyInfo(string Name, string Sha256, PolicyMode Mode, string SourceText);
+public sealed record PolicyInfo(string Name, string Sha256, PolicyMode Mode, string SourceText)
+{
+    private static readonly IReadOnlyDictionary<string, string> NoPins = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The pinned tool definitions: exact tool name → <c>sha256:…</c> (<see cref="ToolDefinitionPin"/>),
+    /// from the <c>pin</c> of each exact-name entry; empty when the policy pins nothing. The gateway
+    /// checks every listed definition against it and refuses calls to a pinned tool whose definition
+    /// changed or was not verified in the session (docs/scan.md, "Pinning"). Ordinal keys.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Pins { get; init; } = NoPins;
+
+    /// <summary>Value equality, the pins compared by content (the interpreter and a compiled evaluator build their own tables).</summary>
+    public bool Equals(PolicyInfo? other)
+    {
+        if (other is null || Name != other.Name || Sha256 != other.Sha256 || Mode != other.Mode || SourceText != other.SourceText || Pins.Count != other.Pins.Count)
+        {
+            return false;
+        }
+        foreach (KeyValuePair<string, string> pin in Pins)
+        {
+            if (!other.Pins.TryGetValue(pin.Key, out string? value) || value != pin.Value)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => HashCode.Combine(Name, Sha256, Mode, SourceText, Pins.Count);
+}
 
 /// <summary>Services an evaluator uses: the clock, the counter store and the regex timeout.</summary>
 public sealed class PolicyEvaluatorOptions

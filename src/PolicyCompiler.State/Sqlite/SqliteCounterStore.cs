@@ -12,7 +12,8 @@ namespace PolicyCompiler.State.Sqlite;
 /// </summary>
 /// <remarks>
 /// <para>
-/// Every admission is a row (counter identity, time, expiry, amount, reservation id). A reserve is one
+/// Every admission is a row (counter identity, time, expiry, amount, reservation id), and every counter a
+/// row with its running total (so a reserve's cost does not grow with what the window holds). A reserve is one
 /// <c>BEGIN IMMEDIATE</c> transaction: SQLite's single writer lock serializes reserves across processes,
 /// so "prune what expired, sum what is left, insert if it fits, commit" is atomic without a
 /// read-modify-write race. The decision is the same as <see cref="MemoryCounterStore"/>'s, step for
@@ -47,8 +48,17 @@ public sealed class SqliteCounterStore : ICounterStore, IDisposable
             reservation INTEGER NOT NULL
         );
         CREATE INDEX IF NOT EXISTS admissions_by_counter ON admissions (counter, at);
+        CREATE INDEX IF NOT EXISTS admissions_by_expiry ON admissions (counter, expires);
         CREATE INDEX IF NOT EXISTS admissions_by_reservation ON admissions (reservation);
-        CREATE INDEX IF NOT EXISTS admissions_by_expiry ON admissions (expires);
+        CREATE TABLE IF NOT EXISTS counters (
+            counter TEXT PRIMARY KEY,
+            total REAL NOT NULL,
+            entries INTEGER NOT NULL,
+            latest INTEGER NOT NULL,
+            last_expires INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS counters_by_expiry ON counters (last_expires);
+        PRAGMA user_version = 1;
         """;
 
     private readonly string _path;
@@ -170,6 +180,7 @@ public sealed class SqliteCounterStore : ICounterStore, IDisposable
                         ? CounterIdentity.CalendarWindowEnd(CounterIdentity.CalendarWindowIndex(at, windowTicks), windowTicks)
                         : at + windowTicks;
                     s.Insert(identities[i], at, expires, request.Amount, id);
+                    s.AddToCounter(identities[i], at, expires, request.Amount);
                 }
 
                 s.Commit();
@@ -394,8 +405,14 @@ public sealed class SqliteCounterStore : ICounterStore, IDisposable
     private sealed class Statements : IDisposable
     {
         private readonly SqliteConnection _connection;
-        private readonly SqliteCommand _readWindow;
+        private readonly SqliteCommand _readCounter;
+        private readonly SqliteCommand _expired;
         private readonly SqliteCommand _prune;
+        private readonly SqliteCommand _setCounter;
+        private readonly SqliteCommand _addToCounter;
+        private readonly SqliteCommand _reservationAmounts;
+        private readonly SqliteCommand _refundCounter;
+        private readonly SqliteCommand _sweepCounters;
         private readonly SqliteCommand _entries;
         private readonly SqliteCommand _insert;
         private readonly SqliteCommand _deleteReservation;
@@ -405,14 +422,26 @@ public sealed class SqliteCounterStore : ICounterStore, IDisposable
         public Statements(SqliteConnection connection)
         {
             _connection = connection;
-            _readWindow = Command("SELECT MAX(at), TOTAL(amount), COUNT(*) FROM admissions WHERE counter = $counter", "$counter");
+            _readCounter = Command("SELECT total, entries, latest FROM counters WHERE counter = $counter", "$counter");
+            _expired = Command("SELECT TOTAL(amount), COUNT(*) FROM admissions WHERE counter = $counter AND expires <= $at", "$counter", "$at");
             _prune = Command("DELETE FROM admissions WHERE counter = $counter AND expires <= $at", "$counter", "$at");
+            _setCounter = Command("UPDATE counters SET total = $total, entries = $entries WHERE counter = $counter", "$counter", "$total", "$entries");
+            _addToCounter = Command(
+                "INSERT INTO counters (counter, total, entries, latest, last_expires) VALUES ($counter, $amount, 1, $at, $expires) "
+                + "ON CONFLICT (counter) DO UPDATE SET total = total + excluded.total, entries = entries + 1, "
+                + "latest = max(latest, excluded.latest), last_expires = max(last_expires, excluded.last_expires)",
+                "$counter", "$amount", "$at", "$expires");
+            _reservationAmounts = Command("SELECT counter, TOTAL(amount), COUNT(*) FROM admissions WHERE reservation = $reservation GROUP BY counter", "$reservation");
+            _refundCounter = Command(
+                "UPDATE counters SET total = CASE WHEN entries - $entries <= 0 THEN 0 ELSE max(0, total - $amount) END, entries = max(0, entries - $entries) WHERE counter = $counter",
+                "$counter", "$amount", "$entries");
+            _sweepCounters = Command("DELETE FROM counters WHERE last_expires <= $now", "$now");
             _entries = Command("SELECT expires, amount FROM admissions WHERE counter = $counter ORDER BY at, rowid", "$counter");
             _insert = Command(
                 "INSERT INTO admissions (counter, at, expires, amount, reservation) VALUES ($counter, $at, $expires, $amount, $reservation)",
                 "$counter", "$at", "$expires", "$amount", "$reservation");
             _deleteReservation = Command("DELETE FROM admissions WHERE reservation = $reservation", "$reservation");
-            _sweep = Command("DELETE FROM admissions WHERE expires <= $now", "$now");
+            _sweep = Command("DELETE FROM admissions WHERE counter IN (SELECT counter FROM counters WHERE last_expires <= $now)", "$now");
             _count = Command("SELECT TOTAL(amount) FROM admissions WHERE counter = $counter AND expires > $now", "$counter", "$now");
         }
 
@@ -439,24 +468,66 @@ public sealed class SqliteCounterStore : ICounterStore, IDisposable
 
         /// <summary>
         /// Prunes what left the window and returns (sum, effective time): the effective time is never
-        /// earlier than the counter's latest entry, so entries stay in time order per counter.
+        /// earlier than the counter's latest entry, so entries stay in time order per counter. The sum is
+        /// the counter row's running total, so a reserve costs the same whatever the window holds; pruning
+        /// touches only the rows that expired.
         /// </summary>
         public (double Sum, long At) ReadWindow(string identity, long nowTicks)
         {
-            Prune(identity, nowTicks);
-
-            (long? latest, double sum, long count) = Read(identity);
-            long at = nowTicks;
-            if (latest is { } l && l > nowTicks)
+            _readCounter.Parameters[0].Value = identity;
+            double total;
+            long entries;
+            long latest;
+            using (SqliteDataReader reader = _readCounter.ExecuteReader())
             {
-                // A clock reading that lost a race (or a clock behind another process's): count as the latest time seen.
-                at = l;
-                Prune(identity, at);
-                (_, sum, count) = Read(identity);
+                if (!reader.Read())
+                {
+                    return (0, nowTicks);
+                }
+
+                total = reader.GetDouble(0);
+                entries = reader.GetInt64(1);
+                latest = reader.GetInt64(2);
             }
 
-            // Float dust from refunds cannot survive an empty window.
-            return (count == 0 ? 0 : sum, at);
+            // A clock reading that lost a race (or a clock behind another process's): count as the latest time seen.
+            long at = Math.Max(nowTicks, latest);
+            _expired.Parameters[0].Value = identity;
+            _expired.Parameters[1].Value = at;
+            double expiredAmount;
+            long expiredCount;
+            using (SqliteDataReader reader = _expired.ExecuteReader())
+            {
+                reader.Read();
+                expiredAmount = reader.GetDouble(0);
+                expiredCount = reader.GetInt64(1);
+            }
+
+            if (expiredCount > 0)
+            {
+                _prune.Parameters[0].Value = identity;
+                _prune.Parameters[1].Value = at;
+                _prune.ExecuteNonQuery();
+                entries -= expiredCount;
+                // Float dust from removals cannot survive an empty window.
+                total = entries <= 0 ? 0 : Math.Max(0, total - expiredAmount);
+                // Written now, not only on admission: a refusal must not leave the pruned amounts counted.
+                _setCounter.Parameters[0].Value = identity;
+                _setCounter.Parameters[1].Value = total;
+                _setCounter.Parameters[2].Value = Math.Max(0, entries);
+                _setCounter.ExecuteNonQuery();
+            }
+
+            return (entries <= 0 ? 0 : total, at);
+        }
+
+        public void AddToCounter(string identity, long at, long expires, double amount)
+        {
+            _addToCounter.Parameters[0].Value = identity;
+            _addToCounter.Parameters[1].Value = amount;
+            _addToCounter.Parameters[2].Value = at;
+            _addToCounter.Parameters[3].Value = expires;
+            _addToCounter.ExecuteNonQuery();
         }
 
         public double CountUnexpired(string identity, long nowTicks)
@@ -494,42 +565,56 @@ public sealed class SqliteCounterStore : ICounterStore, IDisposable
 
         public void DeleteReservation(long reservation)
         {
+            // Entries that already left their window were pruned (and subtracted) before: only what is
+            // still there is refunded from the running totals.
+            _reservationAmounts.Parameters[0].Value = reservation;
+            var refunds = new List<(string Counter, double Amount, long Entries)>();
+            using (SqliteDataReader reader = _reservationAmounts.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    refunds.Add((reader.GetString(0), reader.GetDouble(1), reader.GetInt64(2)));
+                }
+            }
+
+            foreach ((string counter, double amount, long entries) in refunds)
+            {
+                _refundCounter.Parameters[0].Value = counter;
+                _refundCounter.Parameters[1].Value = amount;
+                _refundCounter.Parameters[2].Value = entries;
+                _refundCounter.ExecuteNonQuery();
+            }
+
             _deleteReservation.Parameters[0].Value = reservation;
             _deleteReservation.ExecuteNonQuery();
         }
 
+        /// <summary>Deletes counters (and their rows) whose every entry has expired.</summary>
         public void SweepExpired(long nowTicks)
         {
             _sweep.Parameters[0].Value = nowTicks;
             _sweep.ExecuteNonQuery();
+            _sweepCounters.Parameters[0].Value = nowTicks;
+            _sweepCounters.ExecuteNonQuery();
         }
 
         public void Dispose()
         {
             RollbackQuietly();
-            _readWindow.Dispose();
+            _readCounter.Dispose();
+            _expired.Dispose();
             _prune.Dispose();
+            _setCounter.Dispose();
+            _addToCounter.Dispose();
+            _reservationAmounts.Dispose();
+            _refundCounter.Dispose();
+            _sweepCounters.Dispose();
             _entries.Dispose();
             _insert.Dispose();
             _deleteReservation.Dispose();
             _sweep.Dispose();
             _count.Dispose();
             _connection.Dispose();
-        }
-
-        private void Prune(string identity, long atTicks)
-        {
-            _prune.Parameters[0].Value = identity;
-            _prune.Parameters[1].Value = atTicks;
-            _prune.ExecuteNonQuery();
-        }
-
-        private (long? Latest, double Sum, long Count) Read(string identity)
-        {
-            _readWindow.Parameters[0].Value = identity;
-            using SqliteDataReader reader = _readWindow.ExecuteReader();
-            reader.Read();
-            return (reader.IsDBNull(0) ? null : reader.GetInt64(0), reader.GetDouble(1), reader.GetInt64(2));
         }
 
         private SqliteCommand Command(string sql, params string[] parameters)

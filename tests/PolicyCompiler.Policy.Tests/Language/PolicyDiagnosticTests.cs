@@ -164,12 +164,10 @@ public class PolicyDiagnosticTests
         Single(Parse("{ 'version': '1', 'name': 'eks prod' }"), "PC0009", 1, 27);
     }
 
-    [Theory]
-    [InlineData("approval")]
-    [InlineData("pin")]
-    public void Diagnostic_PC0010_ReservedField(string field)
+    [Fact]
+    public void Diagnostic_PC0010_ReservedField()
     {
-        var d = Single(Parse($"{{ 'version': '1', 'tools': {{ 'a': {{ '{field}': {{}} }} }} }}"), "PC0010", 1, 37);
+        var d = Single(Parse("{ 'version': '1', 'tools': { 'a': { 'approval': {} } } }"), "PC0010", 1, 37);
         Assert.Contains("not supported yet", d.Message);
     }
 
@@ -334,6 +332,46 @@ public class PolicyDiagnosticTests
         Assert.Equal(PolicyDiagnosticSeverity.Error, d.Severity);
         Assert.StartsWith("'" + name + "' is not allowed on the '*' entry", d.Message);
         Assert.Contains(instead, d.Message);
+    }
+
+    private const string Pin = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    [Theory]
+    [InlineData("sha256:0123")]                       // too short
+    [InlineData("SHA256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")] // prefix case
+    [InlineData("sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef")] // upper-case hex
+    [InlineData("sha512:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")]
+    [InlineData("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")]
+    public void Diagnostic_PC0025_APinThatIsNotSha256Hex(string pin)
+    {
+        // At the value: line 2, column 17.
+        var d = Single(Parse("{ 'version': '1', 'tools': {\n  'a': { 'pin': '" + pin + "' } } }"), "PC0025", 2, 17);
+        Assert.Equal(PolicyDiagnosticSeverity.Error, d.Severity);
+        Assert.Contains("64 lower-case hex digits", d.Message);
+    }
+
+    [Theory]
+    [InlineData("get_*")]
+    [InlineData("*")]
+    public void Diagnostic_PC0025_APinOnAPattern(string key)
+    {
+        // At the key 'pin': line 2, column 9 + the key's length.
+        var d = Single(Parse("{ 'version': '1', 'tools': {\n  '" + key + "': { 'pin': '" + Pin + "' } } }"), "PC0025", 2, 9 + key.Length);
+        Assert.Contains("is a pattern", d.Message);
+    }
+
+    [Fact]
+    public void Diagnostic_PC0005_APinThatIsNotAString()
+    {
+        Single(Parse("{ 'version': '1', 'tools': { 'a': { 'pin': 5 } } }"), "PC0005", 1, 44);
+    }
+
+    [Fact]
+    public void Valid_APinOnAnExactName_IsInTheModel()
+    {
+        var policy = ParseValid("{ 'version': '1', 'tools': { 'a': { 'pin': '" + Pin + "' }, 'b': {} } }");
+        Assert.Equal(Pin, policy.Tools.Single(t => t.Name == "a").Pin);
+        Assert.Null(policy.Tools.Single(t => t.Name == "b").Pin);
     }
 
     [Fact]
