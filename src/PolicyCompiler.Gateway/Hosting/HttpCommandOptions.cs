@@ -103,45 +103,50 @@ public sealed class HttpCommandOptions
         command.Add(_common.StatePrefix);
         command.Add(_common.StateFailMode);
         command.Add(_common.StateTimeout);
-        command.Validators.Add(result =>
+        Upstream.Required = true;
+
+        // Option validators, not a command validator: only they see the options' default values.
+        _common.State.Validators.Add(result =>
         {
-            if (!StateSpecification.TryParse(result.GetValue(_common.State), out _, out string? stateError))
+            if (!StateSpecification.TryParse(result.GetValueOrDefault<string>(), out _, out string? error))
             {
-                result.AddError(stateError);
+                result.AddError(error);
             }
-
-            if (result.GetValue(Upstream) is null)
-            {
-                result.AddError("http: --upstream URL is required.");
-            }
-
-            if (result.GetValue(_common.MaxMessageBytes) < 64)
+        });
+        _common.MaxMessageBytes.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<long>() < 64)
             {
                 result.AddError("--max-message-bytes must be at least 64.");
             }
-
-            if (result.GetValue(SessionIdleTimeout) <= 0)
+        });
+        SessionIdleTimeout.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<double>() <= 0)
             {
                 result.AddError("--session-idle-timeout must be positive.");
             }
-
-            foreach (string header in result.GetValue(UpstreamHeaders) ?? [])
+        });
+        UpstreamHeaders.Validators.Add(result =>
+        {
+            foreach (string header in result.GetValueOrDefault<string[]>() ?? [])
             {
                 if (!TryParseHeader(header, out _))
                 {
                     result.AddError($"--upstream-header: '{header}' is not 'NAME: VALUE'.");
                 }
             }
-
-            foreach (Option<string> endpoint in new Option<string>[] { Listen })
+        });
+        Listen.Validators.Add(result =>
+        {
+            if (!IPEndPoint.TryParse(result.GetValueOrDefault<string>() ?? string.Empty, out _))
             {
-                if (!IPEndPoint.TryParse(result.GetValue(endpoint) ?? string.Empty, out _))
-                {
-                    result.AddError($"{endpoint.Name}: expected ADDRESS:PORT, e.g. 127.0.0.1:8080.");
-                }
+                result.AddError("--listen: expected ADDRESS:PORT, e.g. 127.0.0.1:8080.");
             }
-
-            if (result.GetValue(Admin) is { } admin && !IPEndPoint.TryParse(admin, out _))
+        });
+        Admin.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is { } admin && !IPEndPoint.TryParse(admin, out _))
             {
                 result.AddError("--admin: expected ADDRESS:PORT, e.g. 127.0.0.1:9090.");
             }
