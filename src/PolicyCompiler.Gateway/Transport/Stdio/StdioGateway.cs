@@ -71,7 +71,9 @@ public static class StdioGateway
         Task clientToUpstream = proxy.RunClientToUpstreamAsync(clientIn, upstreamOut, cancellationToken);
         Task upstreamToClient = proxy.RunUpstreamToClientAsync(upstreamIn, cancellationToken);
         Task first = await Task.WhenAny(clientToUpstream, upstreamToClient).ConfigureAwait(false);
-        if (first == upstreamToClient && !clientToUpstream.IsCompleted && !cancellationToken.IsCancellationRequested)
+        // ClientClosed, not the client loop's completion: that loop closes the upstream's input on its way
+        // out, so the upstream may finish (a normal shutdown) before the loop itself has returned.
+        if (first == upstreamToClient && !proxy.ClientClosed.IsCompleted && !cancellationToken.IsCancellationRequested)
         {
             // The upstream is gone while the client is still connected: every pending request has been
             // answered (-32001) and the client's output completed, so nothing the client sends can be
