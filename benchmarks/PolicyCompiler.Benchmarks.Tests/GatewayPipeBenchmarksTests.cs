@@ -6,11 +6,13 @@ namespace PolicyCompiler.Benchmarks.Tests;
 public class GatewayPipeBenchmarksTests
 {
     [Theory]
-    [InlineData("tools/call")]
-    [InlineData("ping")]
-    public async Task PipelinedAndRoundTrip_EveryRequestIsAnsweredByTheUpstream(string method)
+    [InlineData("tools/call", "inline")]
+    [InlineData("ping", "inline")]
+    [InlineData("tools/call", "threadpool")]
+    [InlineData("ping", "threadpool")]
+    public async Task PipelinedAndRoundTrip_EveryRequestIsAnsweredByTheUpstream(string method, string scheduling)
     {
-        var benchmarks = new GatewayPipeBenchmarks { Method = method };
+        var benchmarks = new GatewayPipeBenchmarks { Method = method, Scheduling = scheduling };
         benchmarks.Setup();
         try
         {
