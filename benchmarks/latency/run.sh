@@ -19,8 +19,9 @@ if [[ "${1:-}" == "--quick" ]]; then quick=1; shift; fi
 
 log() { echo "== latency: $*" >&2; }
 
-log "echo server (gcc)"
+log "echo server and relay (gcc)"
 gcc -O2 -Wall -Wextra -Werror -o "$out/echo" "$here/echo/echo.c"
+gcc -O2 -Wall -Wextra -Werror -o "$out/relay" "$here/echo/relay.c"
 
 log "Node peers (npm ci, pinned by package-lock.json)"
 if [[ ! -f "$here/node_modules/.package-lock.json" || "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]]; then
@@ -53,6 +54,7 @@ direct="echo direct"; ours="echo via AOT gateway (stdio)"
 sg="$here/node_modules/.bin/supergateway"; mp="$here/node_modules/.bin/mcp-proxy"
 {
   conf "$direct" "$direct" - stdio - "$out/echo"
+  conf "echo via C relay (one more hop, no parsing)" "$direct" - stdio - "$out/relay" "$out/echo"
   conf "$ours" "$direct" - stdio - "$gateway" stdio --state memory -- "$out/echo"
   conf "echo via policyc run (interpreter)" "$direct" "$ours" stdio - dotnet "$policyc" run "$here/policy.json" --state memory -- "$out/echo"
   conf "echo via supergateway (HTTP, stateful)" "$direct" "$ours" http "http://127.0.0.1:{port}/mcp" \

@@ -197,7 +197,7 @@ namespace LatencyDriver
             string? config = null;
             string? markdown = null;
             string command = "";
-            int calls = 2000, concurrent = 4000, inFlight = 8, rounds = 7, warmup = 500, starts = 11;
+            int calls = 1000, concurrent = 2000, inFlight = 8, rounds = 5, warmup = 300, starts = 11;
             var sizes = new List<(string, string)>();
             for (int i = 0; i < args.Length; i++)
             {
