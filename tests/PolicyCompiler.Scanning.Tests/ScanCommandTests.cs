@@ -103,6 +103,58 @@ public sealed class ScanCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task EverythingServerOverStreamableHttp_IsScannedThroughUpstream()
+    {
+        int port = FreeTcpPort();
+        var start = new System.Diagnostics.ProcessStartInfo(Repo.NpmBin("mcp-server-everything")) { RedirectStandardError = true, RedirectStandardOutput = true };
+        start.ArgumentList.Add("streamableHttp");
+        start.Environment["PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using var server = System.Diagnostics.Process.Start(start)!;
+        try
+        {
+            await WaitForPortAsync(port);
+            string output = Output();
+            var (exit, _, error) = await Policyc.RunAsync("scan", "-o", output, "--upstream", $"http://127.0.0.1:{port}/mcp");
+            Assert.True(exit == 0, error);
+
+            var json = JsonNode.Parse(File.ReadAllBytes(output))!.AsObject();
+            Assert.Empty(PolicyParser.Parse(output, File.ReadAllBytes(output)).Diagnostics);
+            AssertRead(json, "echo");
+            AssertWrite(json, "toggle-simulated-logging");
+        }
+        finally
+        {
+            server.Kill(entireProcessTree: true);
+        }
+    }
+
+    private static int FreeTcpPort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static async Task WaitForPortAsync(int port)
+    {
+        for (int i = 0; i < 200; i++)
+        {
+            try
+            {
+                using var client = new System.Net.Sockets.TcpClient();
+                await client.ConnectAsync(System.Net.IPAddress.Loopback, port);
+                return;
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        throw new TimeoutException($"nothing listens on port {port}");
+    }
+
+    [Fact]
     public async Task FilesystemServer_ReadsWritesAndDestructiveTools()
     {
         var (_, json, _) = await ScanAsync(Output(), Repo.NpmBin("mcp-server-filesystem"), _directory);

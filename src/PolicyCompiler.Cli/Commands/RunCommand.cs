@@ -68,27 +68,7 @@ public static class RunCommand
     }
 
     /// <summary>Reads and validates the policy; prints every diagnostic; null when it has errors.</summary>
-    internal static PolicyDocument? Load(string file, TextWriter error)
-    {
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(file);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            error.WriteLine($"{file}: error: cannot read the file: {e.Message}");
-            return null;
-        }
-
-        PolicyParseResult result = PolicyParser.Parse(file, bytes);
-        foreach (PolicyDiagnostic diagnostic in result.Diagnostics)
-        {
-            error.WriteLine(diagnostic.ToString());
-        }
-
-        return result.Policy;
-    }
+    internal static PolicyDocument? Load(string file, TextWriter error) => PolicyLoading.TryLoad(file, error, includeWarnings: true);
 
     /// <summary>Debounces file events (editors write in several steps) and swaps the policy in.</summary>
     private sealed class PolicyReloader(string path, TextWriter error, Func<(ReloadableEvaluator? Evaluator, PolicyEvaluatorOptions? Options)> target)

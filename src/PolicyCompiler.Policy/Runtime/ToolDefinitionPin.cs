@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Security.Cryptography;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 
 namespace PolicyCompiler.Policy.Runtime;
@@ -9,8 +8,7 @@ namespace PolicyCompiler.Policy.Runtime;
 /// The pin of a tool's definition (docs/scan.md, "Pinning"): <c>sha256:</c> and the lower-case hex
 /// SHA-256 of the canonical JSON of the object <c>{ "description", "inputSchema", "name" }</c> taken
 /// from a <c>tools/list</c> entry. Canonical: no insignificant whitespace, object keys in ordinal
-/// UTF-16 order at every depth (as RFC 8785 JCS; repeated keys keep their order), strings re-escaped
-/// minimally, numbers exactly as the server wrote them; a null or absent description or inputSchema
+/// UTF-16 order at every depth (<see cref="CanonicalJson"/>); a null or absent description or inputSchema
 /// is left out. Title, annotations and every other field are not pinned: they change what a client
 /// shows, not what the model is told the tool does or accepts. <c>policyc scan --pin</c> writes pins;
 /// the gateway recomputes them on every <c>tools/list</c> to catch a definition changed after review.
@@ -20,13 +18,6 @@ public static class ToolDefinitionPin
     /// <summary>The prefix of every pin.</summary>
     public const string Prefix = "sha256:";
 
-    private static readonly JsonWriterOptions WriterOptions = new()
-    {
-        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        Indented = false,
-        MaxDepth = 256,
-    };
-
     /// <summary>Computes the pin of a definition.</summary>
     /// <param name="name">The tool's name.</param>
     /// <param name="description">Its description (null: none).</param>
@@ -35,7 +26,7 @@ public static class ToolDefinitionPin
     {
         ArgumentNullException.ThrowIfNull(name);
         var buffer = new ArrayBufferWriter<byte>(256);
-        using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
+        using (var writer = new Utf8JsonWriter(buffer, CanonicalJson.WriterOptions))
         {
             writer.WriteStartObject();
             if (description is not null)
@@ -45,7 +36,7 @@ public static class ToolDefinitionPin
             if (inputSchema is { ValueKind: not (JsonValueKind.Null or JsonValueKind.Undefined) } schema)
             {
                 writer.WritePropertyName("inputSchema");
-                WriteCanonical(schema, writer);
+                CanonicalJson.Write(schema, writer);
             }
             writer.WriteString("name", name);
             writer.WriteEndObject();
@@ -114,51 +105,5 @@ public static class ToolDefinitionPin
             }
         }
         return true;
-    }
-
-    private static void WriteCanonical(JsonElement element, Utf8JsonWriter writer)
-    {
-        switch (element.ValueKind)
-        {
-            case JsonValueKind.Object:
-                var properties = new List<JsonProperty>();
-                foreach (JsonProperty property in element.EnumerateObject())
-                {
-                    properties.Add(property);
-                }
-                // OrderBy is stable (List.Sort is not): repeated keys keep their order, so the form is still deterministic.
-                JsonProperty[] sorted = [.. properties.OrderBy(p => p.Name, StringComparer.Ordinal)];
-                writer.WriteStartObject();
-                foreach (JsonProperty property in sorted)
-                {
-                    writer.WritePropertyName(property.Name);
-                    WriteCanonical(property.Value, writer);
-                }
-                writer.WriteEndObject();
-                break;
-            case JsonValueKind.Array:
-                writer.WriteStartArray();
-                foreach (JsonElement item in element.EnumerateArray())
-                {
-                    WriteCanonical(item, writer);
-                }
-                writer.WriteEndArray();
-                break;
-            case JsonValueKind.String:
-                writer.WriteStringValue(element.GetString());
-                break;
-            case JsonValueKind.Number:
-                writer.WriteRawValue(element.GetRawText(), skipInputValidation: true);
-                break;
-            case JsonValueKind.True:
-                writer.WriteBooleanValue(true);
-                break;
-            case JsonValueKind.False:
-                writer.WriteBooleanValue(false);
-                break;
-            default:
-                writer.WriteNullValue();
-                break;
-        }
     }
 }

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using PolicyCompiler.Gateway.Audit;
+using PolicyCompiler.Policy.Runtime;
 using PolicyCompiler.Gateway.Tests.TestSupport;
 
 namespace PolicyCompiler.Gateway.Tests.Audit;

@@ -2,17 +2,19 @@ using System.Buffers;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
-namespace PolicyCompiler.Gateway.Audit;
+namespace PolicyCompiler.Policy.Runtime;
 
 /// <summary>
-/// The canonical form of tool arguments that the audit log hashes, so the same arguments always give
-/// the same hash whatever the client's spacing, key order or escaping: no insignificant whitespace,
-/// object keys sorted by ordinal UTF-16 order (as RFC 8785 JCS does), strings re-escaped minimally,
-/// numbers exactly as written. Runs on the audit writer's thread, never on the hot path.
+/// The one canonical JSON form this project hashes (audit-log argument hashes, tool-definition pins),
+/// so equal JSON always gives the same hash whatever its spacing, key order or escaping: no
+/// insignificant whitespace, object keys in ordinal UTF-16 order at every depth (as RFC 8785 JCS;
+/// repeated keys keep their order, so the form stays deterministic), strings re-escaped minimally,
+/// numbers exactly as written. Never used on the hot path.
 /// </summary>
-internal static class CanonicalJson
+public static class CanonicalJson
 {
-    private static readonly JsonWriterOptions WriterOptions = new()
+    /// <summary>The writer options of the canonical form.</summary>
+    public static JsonWriterOptions WriterOptions { get; } = new()
     {
         Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         Indented = false,
@@ -31,10 +33,11 @@ internal static class CanonicalJson
         }
 
         using JsonDocument document = JsonDocument.Parse(json.ToArray(), new JsonDocumentOptions { MaxDepth = 256 });
-        WriteElement(document.RootElement, writer);
+        Write(document.RootElement, writer);
     }
 
-    private static void WriteElement(JsonElement element, Utf8JsonWriter writer)
+    /// <summary>Writes the canonical form of <paramref name="element"/>.</summary>
+    public static void Write(JsonElement element, Utf8JsonWriter writer)
     {
         switch (element.ValueKind)
         {
@@ -45,12 +48,12 @@ internal static class CanonicalJson
                     properties.Add(property);
                 }
 
-                properties.Sort(static (a, b) => string.CompareOrdinal(a.Name, b.Name));
+                // OrderBy is stable (List.Sort is not): repeated keys keep their order.
                 writer.WriteStartObject();
-                foreach (JsonProperty property in properties)
+                foreach (JsonProperty property in properties.OrderBy(p => p.Name, StringComparer.Ordinal))
                 {
                     writer.WritePropertyName(property.Name);
-                    WriteElement(property.Value, writer);
+                    Write(property.Value, writer);
                 }
 
                 writer.WriteEndObject();
@@ -59,7 +62,7 @@ internal static class CanonicalJson
                 writer.WriteStartArray();
                 foreach (JsonElement item in element.EnumerateArray())
                 {
-                    WriteElement(item, writer);
+                    Write(item, writer);
                 }
 
                 writer.WriteEndArray();
