@@ -22,9 +22,11 @@ artifacts/eks-gateway --version
 
 echo
 echo "== an MCP client talks to the EKS-like server through the gateway"
-rm -f artifacts/eks-audit.jsonl
+# A fresh counter file each run, so the demo is repeatable (by default counters live in a per-user
+# SQLite file and survive restarts: a second run within the minute would start rate-limited).
+rm -f artifacts/eks-audit.jsonl artifacts/eks-counters.db*
 dotnet samples/DemoClient/bin/Release/net10.0/DemoClient.dll samples/DemoClient/eks-scenario.json \
-  artifacts/eks-gateway stdio --grant demo-agent --audit artifacts/eks-audit.jsonl -- \
+  artifacts/eks-gateway stdio --grant demo-agent --audit artifacts/eks-audit.jsonl --state sqlite:artifacts/eks-counters.db -- \
   dotnet tests/Servers/EksLikeServer/bin/Release/net10.0/EksLikeServer.dll
 
 echo
