@@ -121,6 +121,38 @@ public sealed class StdioUpstreamTests : IAsyncLifetime
         Assert.Equal(GatewayStop.ClientClosed, (await gateway.WaitAsync(Clients.Timeout)).Stop);
     }
 
+    [Fact]
+    public async Task PolicycRun_AsACommand_OfTheSdkStdioClient()
+    {
+        string directory = Path.Combine(Path.GetTempPath(), "policycompiler-stdio-upstream-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(directory);
+        try
+        {
+            string policy = Path.Combine(directory, "http-tests.json");
+            await File.WriteAllTextAsync(policy, TestGateway.Policy);
+            string policyc = Path.Combine(Repo.Root, "src", "PolicyCompiler.Cli", "bin", Repo.Configuration, "net10.0", "policyc.dll");
+            var transport = new StdioClientTransport(new StdioClientTransportOptions
+            {
+                Command = "dotnet",
+                Arguments = [policyc, "run", policy, "--state", "memory", "--upstream", _server.Url.ToString(), "--upstream-header", "Authorization: " + UpstreamSecret],
+            });
+            using var timeout = new CancellationTokenSource(Clients.Timeout);
+            await using (McpClient client = await McpClient.CreateAsync(transport, cancellationToken: timeout.Token))
+            {
+                IList<McpClientTool> tools = await client.ListToolsAsync(cancellationToken: timeout.Token);
+                Assert.DoesNotContain(tools, t => t.Name == "get_policies_for_role");
+                Assert.NotEqual(true, (await client.CallToolAsync("list_k8s_resources", cancellationToken: timeout.Token)).IsError);
+                Assert.True((await client.CallToolAsync("add_inline_policy", cancellationToken: timeout.Token)).IsError);
+            }
+
+            Assert.Equal(["list_k8s_resources"], _server.Calls);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     private sealed class SynchronousProgress(List<ProgressNotificationValue> values) : IProgress<ProgressNotificationValue>
     {
         public void Report(ProgressNotificationValue value)
