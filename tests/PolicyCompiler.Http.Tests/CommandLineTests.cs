@@ -38,6 +38,17 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public void Stdio_TakesAnUpstreamUrl_InsteadOfACommand()
+    {
+        Assert.Empty(Parse("stdio", "--upstream", "http://127.0.0.1:9/mcp", "--upstream-header", "Authorization: Bearer x").Errors);
+        Assert.NotEmpty(Parse("stdio").Errors);
+        Assert.NotEmpty(Parse("stdio", "--upstream", "http://127.0.0.1:9/mcp", "--", "server").Errors);
+        Assert.NotEmpty(Parse("stdio", "--upstream", "ftp://x/").Errors);
+        Assert.NotEmpty(Parse("stdio", "--upstream", "http://127.0.0.1:9/mcp", "--upstream-header", "nocolon").Errors);
+        Assert.Empty(Parse("stdio", "--", "server", "arg").Errors);
+    }
+
+    [Fact]
     public void MissingUpstream_IsAnError()
     {
         Assert.NotEmpty(Parse("http").Errors);

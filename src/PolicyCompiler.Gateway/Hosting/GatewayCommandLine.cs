@@ -1,10 +1,12 @@
 using System.CommandLine;
 using System.CommandLine.Help;
 using System.CommandLine.Invocation;
+using System.IO.Pipelines;
 using Microsoft.Extensions.Logging;
 using PolicyCompiler.Gateway.Audit;
 using PolicyCompiler.Gateway.Diagnostics;
 using PolicyCompiler.Gateway.Transport.Stdio;
+using PolicyCompiler.Gateway.Transport.StreamableHttp;
 using PolicyCompiler.Policy.Runtime;
 using PolicyCompiler.State;
 using PolicyCompiler.State.Resilience;
@@ -229,8 +231,24 @@ public sealed class StdioCommandOptions
     /// <summary><c>-- COMMAND [ARGS...]</c>.</summary>
     public Argument<string[]> Command { get; } = new("command")
     {
-        Description = "The upstream MCP server's command line (after --).",
-        Arity = ArgumentArity.OneOrMore,
+        Description = "The upstream MCP server's command line (after --); omitted with --upstream.",
+        Arity = ArgumentArity.ZeroOrMore,
+    };
+
+    /// <summary><c>--upstream URL</c>: a Streamable HTTP upstream instead of a command (docs/http.md).</summary>
+    public Option<Uri?> Upstream { get; } = new("--upstream")
+    {
+        Description = "Proxy to this Streamable HTTP endpoint (http:// or https://) instead of starting a command.",
+        CustomParser = result => Uri.TryCreate(result.Tokens[0].Value, UriKind.Absolute, out Uri? uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
+            ? uri
+            : FailUri(result, $"--upstream: '{result.Tokens[0].Value}' is not an http(s) URL."),
+    };
+
+    /// <summary><c>--upstream-header 'NAME: VALUE'</c> (repeatable, with <c>--upstream</c>).</summary>
+    public Option<string[]> UpstreamHeaders { get; } = new("--upstream-header")
+    {
+        Description = "A header sent with every request to --upstream, 'NAME: VALUE' (e.g. the gateway's credentials). Repeatable.",
+        AllowMultipleArgumentsPerToken = false,
     };
 
     /// <summary>Adds every option and the command argument to <paramref name="command"/>.</summary>
@@ -247,7 +265,30 @@ public sealed class StdioCommandOptions
         command.Add(StatePrefix);
         command.Add(StateFailMode);
         command.Add(StateTimeout);
+        command.Add(Upstream);
+        command.Add(UpstreamHeaders);
         command.Add(Command);
+        command.Validators.Add(result =>
+        {
+            bool hasUpstream = result.GetResult(Upstream) is not null; // not GetValue: that throws when the URL is invalid
+            bool hasCommand = (result.GetValue(Command) ?? []).Length > 0;
+            if (hasUpstream == hasCommand)
+            {
+                result.AddError(hasUpstream
+                    ? "Give either --upstream URL or -- COMMAND [ARGS...], not both."
+                    : "Missing the upstream: -- COMMAND [ARGS...] or --upstream URL.");
+            }
+        });
+        UpstreamHeaders.Validators.Add(result =>
+        {
+            foreach (string header in result.GetValueOrDefault<string[]>() ?? [])
+            {
+                if (!HttpCommandOptions.TryParseHeader(header, out _))
+                {
+                    result.AddError($"--upstream-header: '{header}' is not 'NAME: VALUE'.");
+                }
+            }
+        });
         State.Validators.Add(result =>
         {
             if (!StateSpecification.TryParse(result.GetValueOrDefault<string>(), out _, out string? error))
@@ -322,6 +363,28 @@ public sealed class StdioCommandOptions
         GatewayLog.Started(logger, policy.Name, policy.Sha256, policy.Mode.ToString(), options.Grant);
         try
         {
+            if (parseResult.GetValue(Upstream) is { } upstream)
+            {
+                var headers = new List<KeyValuePair<string, string>>();
+                foreach (string header in parseResult.GetValue(UpstreamHeaders) ?? [])
+                {
+                    HttpCommandOptions.TryParseHeader(header, out KeyValuePair<string, string> parsed);
+                    headers.Add(parsed);
+                }
+
+                GatewayRunResult result = await StdioToHttpGateway.RunAsync(
+                    PipeReader.Create(Console.OpenStandardInput()),
+                    PipeWriter.Create(Console.OpenStandardOutput()),
+                    upstream,
+                    headers,
+                    evaluator,
+                    options,
+                    audit,
+                    logger,
+                    cancellationToken: cancellationToken).ConfigureAwait(false);
+                return result.Stop == GatewayStop.ClientClosed ? 0 : 1;
+            }
+
             return await StdioServerProcess.RunAsync(
                 commandLine[0],
                 commandLine[1..],
@@ -341,5 +404,11 @@ public sealed class StdioCommandOptions
                 await audit.DisposeAsync().ConfigureAwait(false);
             }
         }
+    }
+
+    private static Uri? FailUri(System.CommandLine.Parsing.ArgumentResult result, string message)
+    {
+        result.AddError(message);
+        return null;
     }
 }
