@@ -102,6 +102,8 @@ public sealed class StdioUpstreamTests : IAsyncLifetime
         GatewayRunResult run = await _gateway.WaitAsync(Clients.Timeout);
         Assert.Equal(GatewayStop.ClientClosed, run.Stop);
         Assert.Equal(1, _server.Deletes);
+        // The stream for server-initiated messages was opened, and end of input closed it (the session ended).
+        Assert.Equal(1, _server.Gets);
     }
 
     [Fact]

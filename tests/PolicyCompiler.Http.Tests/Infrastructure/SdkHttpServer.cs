@@ -40,6 +40,11 @@ internal sealed class SdkHttpServer : IAsyncDisposable
 
     private int _deletes;
 
+    private int _gets;
+
+    /// <summary>How many GET requests (streams for server-initiated messages) arrived.</summary>
+    public int Gets => _gets;
+
     public Uri Url { get; private set; } = null!;
 
     public static async Task<SdkHttpServer> StartAsync()
@@ -86,6 +91,11 @@ internal sealed class SdkHttpServer : IAsyncDisposable
             if (context.Request.Headers.Authorization.Count > 0)
             {
                 self.AuthorizationHeaders.Enqueue(context.Request.Headers.Authorization.ToString());
+            }
+
+            if (HttpMethods.IsGet(context.Request.Method))
+            {
+                Interlocked.Increment(ref self._gets);
             }
 
             if (HttpMethods.IsDelete(context.Request.Method))

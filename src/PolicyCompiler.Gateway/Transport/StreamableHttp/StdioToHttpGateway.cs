@@ -83,6 +83,8 @@ internal sealed class HttpUpstreamBridge : IDisposable
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly List<Task> _open = [];
+    private readonly CancellationTokenSource _stopListening = new();
+    private Task? _listening;
     private string? _sessionId;
     private string? _protocolVersion;
 
@@ -126,6 +128,12 @@ internal sealed class HttpUpstreamBridge : IDisposable
             }
 
             await Task.WhenAll(open).ConfigureAwait(false);
+            await _stopListening.CancelAsync().ConfigureAwait(false);
+            if (_listening is not null)
+            {
+                await _listening.ConfigureAwait(false);
+            }
+
             await DeleteSessionAsync(cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -137,6 +145,7 @@ internal sealed class HttpUpstreamBridge : IDisposable
 
     public void Dispose()
     {
+        _stopListening.Dispose();
         _http.Dispose();
         _writeLock.Dispose();
     }
@@ -200,6 +209,52 @@ internal sealed class HttpUpstreamBridge : IDisposable
         {
             _open.RemoveAll(static t => t.IsCompleted);
             _open.Add(body);
+        }
+
+        if (_listening is null && _sessionId is not null)
+        {
+            // After initialize (and the message that followed it): open the stream for server-initiated messages.
+            _listening = ListenAsync(CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopListening.Token));
+        }
+    }
+
+    /// <summary>
+    /// The GET stream (basic/transports#listening-for-messages-from-the-server): requests and notifications the
+    /// server sends outside any response, e.g. list-changed notifications. A server may not offer one (405).
+    /// </summary>
+    private async Task ListenAsync(CancellationTokenSource stop)
+    {
+        using (stop)
+        {
+            try
+            {
+                using HttpRequestMessage request = NewRequest(HttpMethod.Get);
+                request.Headers.Accept.Add(EventStream);
+                using HttpResponseMessage response = await _http.SendAsync(request, stop.Token).ConfigureAwait(false);
+                if (!response.IsSuccessStatusCode
+                    || !string.Equals(response.Content.Headers.ContentType?.MediaType, "text/event-stream", StringComparison.OrdinalIgnoreCase))
+                {
+                    return;
+                }
+
+                Stream stream = await response.Content.ReadAsStreamAsync(stop.Token).ConfigureAwait(false);
+                PipeReader reader = PipeReader.Create(stream);
+                try
+                {
+                    await ReadEventsAsync(reader, stop.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    await reader.CompleteAsync().ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+            }
+            catch (Exception e) when (e is HttpRequestException or IOException)
+            {
+                GatewayBridgeLog.UpstreamFailed(_logger, e.Message);
+            }
         }
     }
 
