@@ -49,6 +49,13 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public void Http_TakesACommand_InsteadOfAnUpstreamUrl()
+    {
+        Assert.Empty(Parse("http", "--listen", "127.0.0.1:0", "--", "dotnet", "server.dll").Errors);
+        Assert.NotEmpty(Parse("http", "--upstream", "http://127.0.0.1:9/mcp", "--", "server").Errors);
+    }
+
+    [Fact]
     public void MissingUpstream_IsAnError()
     {
         Assert.NotEmpty(Parse("http").Errors);

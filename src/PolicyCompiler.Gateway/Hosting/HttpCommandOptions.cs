@@ -80,6 +80,13 @@ public sealed class HttpCommandOptions
         Description = "Serve /healthz, /readyz and /metrics (Prometheus) on this address (e.g. 127.0.0.1:9090).",
     };
 
+    /// <summary><c>-- COMMAND [ARGS...]</c>: a stdio upstream, one child per session, instead of <c>--upstream</c>.</summary>
+    public Argument<string[]> Command { get; } = new("command")
+    {
+        Description = "Start this stdio MCP server (after --) once per session instead of proxying to --upstream.",
+        Arity = ArgumentArity.ZeroOrMore,
+    };
+
     /// <summary>Adds every option to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
@@ -103,7 +110,18 @@ public sealed class HttpCommandOptions
         command.Add(_common.StatePrefix);
         command.Add(_common.StateFailMode);
         command.Add(_common.StateTimeout);
-        Upstream.Required = true;
+        command.Add(Command);
+        command.Validators.Add(result =>
+        {
+            bool hasUpstream = result.GetResult(Upstream) is not null; // not GetValue: that throws when the URL is invalid
+            bool hasCommand = (result.GetValue(Command) ?? []).Length > 0;
+            if (hasUpstream == hasCommand)
+            {
+                result.AddError(hasUpstream
+                    ? "Give either --upstream URL or -- COMMAND [ARGS...], not both."
+                    : "Missing the upstream: --upstream URL or -- COMMAND [ARGS...].");
+            }
+        });
 
         // Option validators, not a command validator: only they see the options' default values.
         _common.State.Validators.Add(result =>
@@ -194,11 +212,13 @@ public sealed class HttpCommandOptions
             headers.Add(parsed);
         }
 
+        string[] commandLine = parseResult.GetValue(Command) ?? [];
         var options = new HttpGatewayOptions
         {
             Listen = IPEndPoint.Parse(parseResult.GetValue(Listen)!),
             Path = parseResult.GetValue(Path) ?? HttpGatewayOptions.DefaultPath,
-            Upstream = parseResult.GetValue(Upstream),
+            // With a command the upstream "URL" only names the children in logs; the handler below answers every request.
+            Upstream = commandLine.Length > 0 ? new Uri("http://stdio-child.invalid/mcp") : parseResult.GetValue(Upstream),
             UpstreamHeaders = headers,
             AllowedOrigins = parseResult.GetValue(AllowedOrigins) ?? [],
             AllowedHosts = parseResult.GetValue(AllowedHosts) ?? [],
@@ -250,7 +270,10 @@ public sealed class HttpCommandOptions
             HttpGateway gateway;
             try
             {
-                gateway = await HttpGateway.StartAsync(options, evaluator, audit, logger, cancellationToken: stop.Token).ConfigureAwait(false);
+                HttpMessageHandler? children = commandLine.Length > 0
+                    ? new ChildProcessHandler(commandLine[0], commandLine[1..], options.SessionIdleTimeout, options.ShutdownGrace, logger)
+                    : null;
+                gateway = await HttpGateway.StartAsync(options, evaluator, audit, logger, children, cancellationToken: stop.Token).ConfigureAwait(false);
             }
             catch (IOException e)
             {
