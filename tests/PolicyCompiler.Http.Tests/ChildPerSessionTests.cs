@@ -70,4 +70,21 @@ public sealed class ChildPerSessionTests : IAsyncLifetime
             await Task.Delay(50, timeout.Token);
         }
     }
+
+    [Fact]
+    public async Task IdleChild_IsReaped()
+    {
+        string server = Path.Combine(Repo.Root, "tests", "Servers", "EksLikeServer", "bin", Repo.Configuration, "net10.0", "EksLikeServer.dll");
+        ILogger logger = new StderrLoggerProvider(LogLevel.None, "child-test-gateway").CreateLogger("gateway");
+        using var children = new ChildProcessHandler("dotnet", [server], TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5), logger);
+        var options = new HttpGatewayOptions { Listen = new IPEndPoint(IPAddress.Loopback, 0), Upstream = new Uri("http://stdio-child.invalid/mcp") };
+        await using HttpGateway gateway = await HttpGateway.StartAsync(options, TestGateway.CreateEvaluator(), null, logger, children);
+        await using McpClient client = await Clients.ConnectAsync(gateway.Url, standaloneGet: false);
+        Assert.Equal("eks-like-server", client.ServerInfo?.Name); // a child answered (the reaper may already have ended it)
+        using var timeout = new CancellationTokenSource(Clients.Timeout);
+        while (children.Children > 0)
+        {
+            await Task.Delay(50, timeout.Token);
+        }
+    }
 }
