@@ -61,6 +61,28 @@ internal static partial class ParentDeathLauncher
         return startInfo;
     }
 
+    /// <summary>
+    /// The start info of an upstream stdio server: through the launcher where it is enabled (so the server
+    /// dies with the gateway), with its stdin and stdout redirected to the gateway and its stderr shared.
+    /// </summary>
+    public static ProcessStartInfo CreateUpstreamStartInfo(string command, IReadOnlyList<string> arguments)
+    {
+        ProcessStartInfo startInfo = IsEnabled ? CreateStartInfo(command, arguments) : new ProcessStartInfo(command);
+        startInfo.UseShellExecute = false;
+        startInfo.RedirectStandardInput = true;
+        startInfo.RedirectStandardOutput = true;
+        startInfo.RedirectStandardError = false;
+        if (!IsEnabled)
+        {
+            foreach (string argument in arguments)
+            {
+                startInfo.ArgumentList.Add(argument);
+            }
+        }
+
+        return startInfo;
+    }
+
     /// <summary>Whether <paramref name="processPath"/> is the <c>dotnet</c> muxer rather than the application itself.</summary>
     internal static bool IsDotnetHost(string processPath)
     {

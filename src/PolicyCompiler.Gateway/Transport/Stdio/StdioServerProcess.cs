@@ -51,19 +51,7 @@ public static partial class StdioServerProcess
         CancellationToken cancellationToken = default)
     {
         // Linux: through the launcher, so the server dies with the gateway even on SIGKILL (ParentDeathLauncher).
-        bool launcher = ParentDeathLauncher.IsEnabled;
-        ProcessStartInfo startInfo = launcher ? ParentDeathLauncher.CreateStartInfo(command, arguments) : new ProcessStartInfo(command);
-        startInfo.UseShellExecute = false;
-        startInfo.RedirectStandardInput = true;
-        startInfo.RedirectStandardOutput = true;
-        startInfo.RedirectStandardError = false;
-        if (!launcher)
-        {
-            foreach (string argument in arguments)
-            {
-                startInfo.ArgumentList.Add(argument);
-            }
-        }
+        ProcessStartInfo startInfo = ParentDeathLauncher.CreateUpstreamStartInfo(command, arguments);
 
         Process child;
         IDisposable keeper;

@@ -199,20 +199,7 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
         public static ChildSession Start(string command, IReadOnlyList<string> arguments, TimeSpan grace, ILogger logger)
         {
             // The stdio gateway's child start: on Linux through the launcher, so children die with the gateway.
-            bool launcher = ParentDeathLauncher.IsEnabled;
-            ProcessStartInfo startInfo = launcher ? ParentDeathLauncher.CreateStartInfo(command, arguments) : new ProcessStartInfo(command);
-            startInfo.UseShellExecute = false;
-            startInfo.RedirectStandardInput = true;
-            startInfo.RedirectStandardOutput = true;
-            startInfo.RedirectStandardError = false;
-            if (!launcher)
-            {
-                foreach (string argument in arguments)
-                {
-                    startInfo.ArgumentList.Add(argument);
-                }
-            }
-
+            ProcessStartInfo startInfo = ParentDeathLauncher.CreateUpstreamStartInfo(command, arguments);
             Process process = ParentDeathLauncher.Start(startInfo, out IDisposable keeper);
             return new ChildSession(process, keeper, grace, logger);
         }
