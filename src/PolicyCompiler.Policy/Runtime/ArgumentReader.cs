@@ -207,7 +207,9 @@ public sealed class ArgumentReader
                 ReadOnlySpan<byte> name = reader.ValueSpan;
                 foreach (int child in properties)
                 {
-                    if (name.SequenceEqual(_nodes[child].Name))
+                    // Most keys differ from a wanted name in length or first byte: decide those inline.
+                    byte[] wanted = _nodes[child].Name;
+                    if (name.Length == wanted.Length && (name.Length == 0 || name[0] == wanted[0]) && name.SequenceEqual(wanted))
                     {
                         matched = Claim(child, state);
                         break; // names in one trie node are distinct
