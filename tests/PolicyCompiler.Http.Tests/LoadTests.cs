@@ -60,7 +60,7 @@ public sealed class LoadTests(ITestOutputHelper output) : IAsyncLifetime
 
         var driver = new LoadDriver();
         (Sample peak, TimeSpan elapsed) = await RunSampledAsync(gateway, () =>
-            driver.RunAsync(sessions, Grants, Duration, roundsPerSession: 5, grant => Clients.ConnectAsync(gateway.Url, _grants[grant].Token)));
+            driver.RunAsync(sessions, Grants, Duration, roundsPerSession: 5, (grant, http) => Clients.ConnectAsync(gateway.Url, _grants[grant].Token, http: http)));
 
         Report("http → http (SDK ASP.NET Core server)", sessions, driver, peak, elapsed);
         AssertDecisions(driver);
@@ -91,7 +91,7 @@ public sealed class LoadTests(ITestOutputHelper output) : IAsyncLifetime
 
         var driver = new LoadDriver();
         (Sample peak, TimeSpan elapsed) = await RunSampledAsync(gateway, () =>
-            driver.RunAsync(sessions, Grants, Duration, roundsPerSession: 40, grant => Clients.ConnectAsync(gateway.Url, _grants[grant].Token, standaloneGet: false)));
+            driver.RunAsync(sessions, Grants, Duration, roundsPerSession: 10, (grant, http) => Clients.ConnectAsync(gateway.Url, _grants[grant].Token, standaloneGet: false, http: http)));
 
         Report("http → stdio child per session (EKS-like server)", sessions, driver, peak, elapsed);
         AssertDecisions(driver);
@@ -145,7 +145,8 @@ public sealed class LoadTests(ITestOutputHelper output) : IAsyncLifetime
         {
             (List<ProcFs.TcpSocket> tcp, _) = ProcFs.Sockets(gateway.Pid);
             return Task.FromResult(!tcp.Exists(s => s.State != ProcFs.Listen && s.LocalPort == gateway.Port) && !tcp.Exists(s => s.State == ProcFs.CloseWait));
-        }), "sockets left: " + DescribeSockets(gateway));
+        }), "sockets left: " + DescribeSockets(gateway) + "; this process's connections to the gateway: "
+            + ProcFs.Sockets(Environment.ProcessId).Tcp.Count(s => s.RemotePort == gateway.Port && s.State == ProcFs.Established));
         (List<ProcFs.TcpSocket> sockets, int descriptors) = ProcFs.Sockets(gateway.Pid);
         int upstreamConnections = sockets.Count(s => s.State == ProcFs.Established && s.RemotePort == upstreamPort);
         Assert.Equal(2, sockets.Count(s => s.State == ProcFs.Listen));

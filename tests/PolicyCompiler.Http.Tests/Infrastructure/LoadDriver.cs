@@ -75,8 +75,8 @@ internal sealed class LoadDriver
     /// <param name="grants">Grant count; worker i uses grant i % grants.</param>
     /// <param name="duration">How long to keep opening sessions and calling.</param>
     /// <param name="roundsPerSession">Rounds of (allowed, denied, grant-limited) calls before the session ends.</param>
-    /// <param name="connect">Opens a session for a grant index.</param>
-    public async Task RunAsync(int workers, int grants, TimeSpan duration, int roundsPerSession, Func<int, Task<McpClient>> connect)
+    /// <param name="connect">Opens a session for a grant index over the given HTTP client.</param>
+    public async Task RunAsync(int workers, int grants, TimeSpan duration, int roundsPerSession, Func<int, HttpClient, Task<McpClient>> connect)
     {
         var clock = Stopwatch.StartNew();
         var tasks = new Task[workers];
@@ -96,17 +96,21 @@ internal sealed class LoadDriver
         return all.Length == 0 ? double.NaN : all[Math.Min(all.Length - 1, (int)(quantile * all.Length))];
     }
 
-    private async Task WorkerAsync(int grant, Stopwatch clock, TimeSpan duration, int rounds, Func<int, Task<McpClient>> connect)
+    private async Task WorkerAsync(int grant, Stopwatch clock, TimeSpan duration, int rounds, Func<int, HttpClient, Task<McpClient>> connect)
     {
         var latencies = new List<double>(4096);
         try
         {
             while (clock.Elapsed < duration)
             {
+                // Each session has its own HTTP client, disposed after the session: its connections close then, so whatever
+                // stays open on the gateway's side afterwards is the gateway's (an SDK client left to create its own was
+                // seen keeping connections ESTABLISHED here long after its DisposeAsync).
+                using var http = new HttpClient { Timeout = Clients.Timeout };
                 McpClient client;
                 try
                 {
-                    client = await connect(grant);
+                    client = await connect(grant, http);
                 }
                 catch (Exception e)
                 {
