@@ -282,12 +282,13 @@ internal sealed class StreamableHttpProxy
             int status = (int)upstreamResponse.StatusCode;
 
             // The upstream refusing the gateway's own credentials is the gateway's problem, not the client's:
-            // passing 401 on would send the client to authenticate against a server it cannot see.
+            // passing 401 on would send the client to authenticate against a server it cannot see, so it is a 502
+            // (a bad answer from upstream) with its own code; the upstream's WWW-Authenticate is not passed on.
             if (status is 401 or 403 && !ReferenceEquals(upstreamRequest.Method, HttpMethod.Delete))
             {
                 HttpLog.UpstreamRefusedCredentials(_logger, status);
                 Settle(exchange, UpstreamOutcome.Error, commit: false);
-                await WriteErrorAsync(context, StatusCodes.Status502BadGateway, exchange.Id, JsonRpcErrorCodes.UpstreamClosed, "The upstream MCP server refused the gateway's credentials", scratch).ConfigureAwait(false);
+                await WriteErrorAsync(context, StatusCodes.Status502BadGateway, exchange.Id, JsonRpcErrorCodes.UpstreamUnauthorized, HttpUpstreamBridge.UpstreamRefusedCredentials(status), scratch).ConfigureAwait(false);
                 return;
             }
 
