@@ -116,9 +116,11 @@ public sealed class LoadTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.True(driver.Errors.Count == 0, $"{driver.Errors.Count} errors, e.g.:\n{driver.ErrorSample()}");
         Assert.True(driver.Sessions > 0 && driver.Denied > 0);
         Assert.Equal(driver.Sessions, driver.SessionLimited);
-        foreach ((int grant, int admitted) in driver.GrantAdmitted)
+        foreach ((int grant, int tried) in driver.GrantTried)
         {
-            Assert.True(admitted == LoadDriver.GrantLimit, $"grant {grant}: {admitted} admitted, limit {LoadDriver.GrantLimit}");
+            // Exactly the limit once it was reached (never one more under concurrency); all of them below it.
+            int admitted = driver.GrantAdmitted.GetValueOrDefault(grant);
+            Assert.True(admitted == Math.Min(tried, LoadDriver.GrantLimit), $"grant {grant}: {admitted} of {tried} admitted, limit {LoadDriver.GrantLimit}");
         }
 
         Assert.Equal(driver.GrantAttempts, driver.GrantAdmitted.Values.Sum() + driver.GrantLimited);
