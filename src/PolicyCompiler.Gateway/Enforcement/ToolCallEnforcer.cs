@@ -219,7 +219,8 @@ internal sealed class ToolCallEnforcer
 
     /// <summary>
     /// How long a call held by <paramref name="rule"/> waits: the <c>approval.timeout</c> of the entry the
-    /// rule belongs to (its pointer starts with the entry's, <c>/tools/KEY</c>), else <see cref="ApprovalBroker.DefaultTimeout"/>.
+    /// rule belongs to (its pointer starts with the entry's, <c>/tools/KEY</c>), else the policy's top-level
+    /// one (key <c>""</c>, the document's pointer), else <see cref="ApprovalBroker.DefaultTimeout"/>.
     /// </summary>
     public TimeSpan ApprovalTimeout(string rule)
     {
@@ -241,6 +242,11 @@ internal sealed class ToolCallEnforcer
             {
                 return TimeSpan.FromSeconds(seconds);
             }
+        }
+
+        if (timeouts.TryGetValue(string.Empty, out long fallback) && fallback > 0)
+        {
+            return TimeSpan.FromSeconds(fallback);
         }
 
         return ApprovalBroker.DefaultTimeout;

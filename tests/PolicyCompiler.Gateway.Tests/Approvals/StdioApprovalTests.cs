@@ -289,6 +289,33 @@ public sealed class StdioApprovalTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task PolicyTimeout_OfTheEntry_AndOfTheTopLevel_DecideWhenAHeldCallTimesOut()
+    {
+        var parsed = PolicyCompiler.Policy.Language.PolicyParser.Parse("p.json", System.Text.Encoding.UTF8.GetBytes("""
+            { "version": "1", "approval": { "timeout": "10m" }, "tools": {
+              "delete_cluster": { "action": "approve", "approval": { "timeout": "30s" } },
+              "delete_nodegroup": { "action": "approve" } } }
+            """));
+        var interpreter = new PolicyCompiler.Policy.Interpretation.PolicyInterpreter(parsed.Policy!);
+        var broker = new ApprovalBroker(_time);
+        await using var gateway = new GatewayHarness(interpreter, new GatewayOptions { Grant = "alice", Session = "s1", Approvals = broker });
+        await gateway.ClientSendAsync(Call("1"));
+        await gateway.ClientSendAsync(Call("2", "delete_nodegroup"));
+        for (int i = 0; i < 2000 && broker.Count < 2; i++)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(_time.GetUtcNow() + TimeSpan.FromSeconds(30), broker.List().Single(a => a.Tool == "delete_cluster").ExpiresAt);
+        Assert.Equal(_time.GetUtcNow() + TimeSpan.FromMinutes(10), broker.List().Single(a => a.Tool == "delete_nodegroup").ExpiresAt);
+        _time.Advance(TimeSpan.FromSeconds(30));
+        JsonElement reply = Parse(await gateway.ClientReceiveAsync());
+        Assert.Equal(1, reply.GetProperty("id").GetInt32());
+        Assert.Contains("within 30 s", reply.GetProperty("result").GetProperty("content")[0].GetProperty("text").GetString());
+        Assert.Equal(1, broker.Count);
+    }
+
+    [Fact]
     public async Task WithoutABroker_ApprovalRequiredIsDenied_SayingApprovalsAreUnavailable()
     {
         var policy = new FakeEvaluator();
