@@ -21,7 +21,8 @@ public sealed class LoadCollection
 /// loop and ending with DELETE. Asserted: no transport error, every decision right (and denied calls never reached
 /// the server, counted server-side), the sessions table empty afterwards, no child process and no client connection
 /// left, no socket in CLOSE_WAIT, resident memory bounded. The figures go to the test output (docs/http.md).
-/// POLICYCOMPILER_LOAD_SECONDS, POLICYCOMPILER_LOAD_SESSIONS and POLICYCOMPILER_LOAD_CHILD_SESSIONS override the sizes.
+/// POLICYCOMPILER_LOAD_SECONDS, POLICYCOMPILER_LOAD_SESSIONS and POLICYCOMPILER_LOAD_CHILD_SESSIONS override the sizes;
+/// POLICYCOMPILER_LOAD_NATIVE=1 builds and loads the Native AOT gateway instead of <c>policyc run http</c>.
 /// </summary>
 [Collection(LoadCollection.Name)]
 [Trait("Category", "Load")]
@@ -107,8 +108,32 @@ public sealed class LoadTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.True(peak.Children >= Math.Min(2, sessions), $"at most {peak.Children} children were seen at once");
     }
 
-    private Task<GatewayProcess> StartGatewayAsync(IEnumerable<string> arguments) =>
-        GatewayProcess.StartAsync(Path.Combine(_directory, "load.json"), ["--grants", Path.Combine(_directory, "grants.json"), "--log-level", "Warning", .. arguments]);
+    private async Task<GatewayProcess> StartGatewayAsync(IEnumerable<string> arguments)
+    {
+        string policy = Path.Combine(_directory, "load.json");
+        string? built = Environment.GetEnvironmentVariable("POLICYCOMPILER_LOAD_NATIVE") == "1" ? await BuildNativeGatewayAsync(policy) : null;
+        output.WriteLine(built is null ? "gateway: dotnet policyc.dll run http (interpreter, JIT)" : "gateway: policyc build (Native AOT, policy compiled in)");
+        return await GatewayProcess.StartAsync(policy, ["--grants", Path.Combine(_directory, "grants.json"), "--log-level", "Warning", .. arguments], builtGateway: built);
+    }
+
+    /// <summary>POLICYCOMPILER_LOAD_NATIVE=1: the load policy built into a Native AOT gateway (minutes), as users run it.</summary>
+    private async Task<string> BuildNativeGatewayAsync(string policy)
+    {
+        string executable = Path.Combine(_directory, "load-gateway");
+        string policyc = Path.Combine(Repo.Root, "src", "PolicyCompiler.Cli", "bin", Repo.Configuration, "net10.0", "policyc.dll");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false, WorkingDirectory = Repo.Root };
+        foreach (string argument in new[] { policyc, "build", policy, "-o", executable })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using Process build = Process.Start(start)!;
+        Task<string> stdout = build.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = build.StandardError.ReadToEndAsync();
+        await build.WaitForExitAsync();
+        Assert.True(build.ExitCode == 0 && File.Exists(executable), await stdout + await stderr);
+        return executable;
+    }
 
     /// <summary>Every answer was the expected one; the grant limit admitted exactly its maximum per grant.</summary>
     private static void AssertDecisions(LoadDriver driver)

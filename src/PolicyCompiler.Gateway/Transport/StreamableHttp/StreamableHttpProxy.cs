@@ -394,6 +394,12 @@ internal sealed class StreamableHttpProxy
             {
                 // Refused upstream (400, 404 for an expired session, 405...): the call did not run.
                 Settle(exchange, UpstreamOutcome.Error, commit: false);
+                if (status == StatusCodes.Status404NotFound && exchange.Session.Length > 0)
+                {
+                    // basic/transports#session-management: the server ended the session (expired, restarted); the client
+                    // starts a new one, so the gateway forgets this one now rather than at the idle timeout.
+                    _sessions.Remove(exchange.Session);
+                }
             }
 
             Stream upstreamBody = await upstreamResponse.Content.ReadAsStreamAsync(aborted).ConfigureAwait(false);
