@@ -435,29 +435,49 @@ public sealed partial class PolicyGenerator
                     }
                 }
 
-                if (pins.Count == 0)
+                var approvalTimeouts = ApprovalTimeouts();
+                if (pins.Count == 0 && approvalTimeouts.Count == 0)
                 {
                     w.Line(Literal(_policy.SourceText) + ");");
                     w.Outdent();
                 }
                 else
                 {
-                    // Pinned tool definitions (docs/scan.md, "Pinning"), in ordinal name order so the output is stable.
-                    pins.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
                     w.Line(Literal(_policy.SourceText) + ")");
                     w.Outdent();
                     w.Line("{");
                     w.Indent();
-                    w.Line("Pins = new global::System.Collections.Generic.Dictionary<string, string>(global::System.StringComparer.Ordinal)");
-                    w.Line("{");
-                    w.Indent();
-                    foreach (ToolEntry tool in pins)
+                    if (pins.Count > 0)
                     {
-                        w.Line("[" + Literal(tool.Name) + "] = " + Literal(tool.Pin!) + ",");
+                        // Pinned tool definitions (docs/scan.md, "Pinning"), in ordinal name order so the output is stable.
+                        pins.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
+                        w.Line("Pins = new global::System.Collections.Generic.Dictionary<string, string>(global::System.StringComparer.Ordinal)");
+                        w.Line("{");
+                        w.Indent();
+                        foreach (ToolEntry tool in pins)
+                        {
+                            w.Line("[" + Literal(tool.Name) + "] = " + Literal(tool.Pin!) + ",");
+                        }
+
+                        w.Outdent();
+                        w.Line("},");
                     }
 
-                    w.Outdent();
-                    w.Line("},");
+                    if (approvalTimeouts.Count > 0)
+                    {
+                        // approval.timeout per entry pointer ("" is the top-level one), docs/approvals.md; ordinal key order.
+                        w.Line("ApprovalTimeouts = new global::System.Collections.Generic.Dictionary<string, long>(global::System.StringComparer.Ordinal)");
+                        w.Line("{");
+                        w.Indent();
+                        foreach (KeyValuePair<string, long> timeout in approvalTimeouts)
+                        {
+                            w.Line("[" + Literal(timeout.Key) + "] = " + timeout.Value.ToString(System.Globalization.CultureInfo.InvariantCulture) + ",");
+                        }
+
+                        w.Outdent();
+                        w.Line("},");
+                    }
+
                     w.Outdent();
                     w.Line("};");
                 }
@@ -484,6 +504,27 @@ public sealed partial class PolicyGenerator
 
                 w.Close();
                 return w.ToString();
+            }
+
+            /// <summary>The policy's approval timeouts, as the interpreter's <c>PolicyInfo.ApprovalTimeouts</c>: entry pointer (and "" for the top level) → seconds, ordinal order.</summary>
+            private List<KeyValuePair<string, long>> ApprovalTimeouts()
+            {
+                var timeouts = new List<KeyValuePair<string, long>>();
+                if (_policy.ApprovalTimeoutSeconds is { } fallback)
+                {
+                    timeouts.Add(new KeyValuePair<string, long>(string.Empty, fallback));
+                }
+
+                foreach (ToolEntry tool in _policy.Tools)
+                {
+                    if (tool.ApprovalTimeoutSeconds is { } seconds)
+                    {
+                        timeouts.Add(new KeyValuePair<string, long>(tool.Pointer, seconds));
+                    }
+                }
+
+                timeouts.Sort((a, b) => string.CompareOrdinal(a.Key, b.Key));
+                return timeouts;
             }
 
             private void WriteClassDoc(SourceWriter w)

@@ -17,6 +17,7 @@ public static class Program
         root.Subcommands.Add(TestCommand.Create());
         root.Subcommands.Add(ScanCommand.Create());
         root.Subcommands.Add(GrantCommand.Create());
+        root.Subcommands.Add(ApprovalsCommand.Create());
         return root;
     }
 

@@ -1,3 +1,6 @@
+using PolicyCompiler.Gateway.Diagnostics;
+using PolicyCompiler.Gateway.Enforcement.Approvals;
+
 namespace PolicyCompiler.Gateway;
 
 /// <summary>Settings of one gateway session (docs/gateway.md, "Command line").</summary>
@@ -20,4 +23,13 @@ public sealed class GatewayOptions
 
     /// <summary>How long the upstream may take to exit after the client closed its input, or after a signal.</summary>
     public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Where calls that need approval are held until a person answers (docs/approvals.md); null: such
+    /// calls are denied at once, the reason saying approvals are unavailable.
+    /// </summary>
+    public ApprovalBroker? Approvals { get; init; }
+
+    /// <summary>Where decisions are counted (the admin listener's <c>/metrics</c>), or null.</summary>
+    public GatewayMetrics? Metrics { get; init; }
 }

@@ -1,4 +1,5 @@
 using System.Buffers;
+using PolicyCompiler.Gateway.Enforcement.Approvals;
 using PolicyCompiler.Gateway.Framing;
 using PolicyCompiler.Policy.Runtime;
 
@@ -11,6 +12,8 @@ internal enum AuditEntryKind : byte
     Decision,
     /// <summary>How the upstream answered a forwarded call (<c>"event":"upstream"</c>).</summary>
     Upstream,
+    /// <summary>A call held for approval, or its answer (<c>"event":"approval"</c>, docs/approvals.md).</summary>
+    Approval,
 }
 
 /// <summary>How the upstream answered a forwarded call.</summary>
@@ -54,6 +57,18 @@ internal struct AuditEntry
     public long DecisionNanoseconds;
     public UpstreamOutcome Outcome;
     public long LatencyNanoseconds;
+
+    // A decision line: the call is held for approval (action "held"), or was released by approval ApprovalId.
+    public bool Held;
+
+    // Approval lines (and a released call's decision line): the approval, its state and who answered.
+    public string? ApprovalId;
+    public ApprovalStatus ApprovalStatus;
+    public ApprovalChannel? ApprovalVia;
+    public string? ApprovalBy;
+    public string? ApprovalNote;
+    public ApprovalScope ApprovalScope;
+    public DateTimeOffset? ApprovalExpires;
 
     /// <summary>Copies the tool name and arguments into a rented buffer owned by the entry.</summary>
     public void CaptureCall(ReadOnlySpan<byte> name, ReadOnlySpan<byte> arguments, bool hasArguments)

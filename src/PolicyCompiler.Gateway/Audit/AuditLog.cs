@@ -5,6 +5,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using PolicyCompiler.Gateway.Diagnostics;
+using PolicyCompiler.Gateway.Enforcement.Approvals;
 using PolicyCompiler.Gateway.Framing;
 using PolicyCompiler.Policy.Runtime;
 
@@ -185,7 +186,12 @@ public sealed class AuditLog : IAsyncDisposable
         _json.Reset(_line);
         _json.WriteStartObject();
         _json.WriteString("time"u8, entry.Time.UtcDateTime);
-        _json.WriteString("event"u8, entry.Kind == AuditEntryKind.Decision ? "decision"u8 : "upstream"u8);
+        _json.WriteString("event"u8, entry.Kind switch
+        {
+            AuditEntryKind.Decision => "decision"u8,
+            AuditEntryKind.Approval => "approval"u8,
+            _ => "upstream"u8,
+        });
         _json.WriteString("gateway"u8, _options.GatewayName);
         _json.WriteString("policySha256"u8, _options.PolicySha256);
         _json.WriteString("session"u8, entry.Session);
@@ -196,7 +202,7 @@ public sealed class AuditLog : IAsyncDisposable
         if (entry.Kind == AuditEntryKind.Decision)
         {
             _json.WriteString("decision"u8, ReplyWriter.DecisionName(entry.Decision));
-            _json.WriteString("action"u8, entry.Forwarded ? "forwarded"u8 : "blocked"u8);
+            _json.WriteString("action"u8, entry.Forwarded ? "forwarded"u8 : entry.Held ? "held"u8 : "blocked"u8);
             _json.WriteBoolean("shadow"u8, entry.Shadow);
             _json.WriteString("rule"u8, entry.Rule);
             if (entry.Reason is not null)
@@ -221,8 +227,17 @@ public sealed class AuditLog : IAsyncDisposable
                 }
             }
 
+            if (entry.ApprovalId is not null)
+            {
+                _json.WriteString("approval"u8, entry.ApprovalId);
+            }
+
             WriteArguments(ref entry);
             _json.WriteNumber("decisionNs"u8, entry.DecisionNanoseconds);
+        }
+        else if (entry.Kind == AuditEntryKind.Approval)
+        {
+            WriteApproval(ref entry);
         }
         else
         {
@@ -241,6 +256,52 @@ public sealed class AuditLog : IAsyncDisposable
         _json.Flush();
         _line.GetSpan(1)[0] = (byte)'\n';
         _line.Advance(1);
+    }
+
+    /// <summary>An approval line (docs/approvals.md, "Audit"): the request, or its answer and who gave it.</summary>
+    private void WriteApproval(ref AuditEntry entry)
+    {
+        if (entry.ApprovalId is not null)
+        {
+            _json.WriteString("approval"u8, entry.ApprovalId);
+        }
+
+        _json.WriteString("status"u8, ApprovalBroker.StatusName(entry.ApprovalStatus));
+        if (entry.ApprovalVia is { } via)
+        {
+            _json.WriteString("via"u8, ApprovalBroker.ChannelName(via));
+        }
+
+        _json.WriteString("rule"u8, entry.Rule);
+        if (entry.Reason is not null)
+        {
+            _json.WriteString("reason"u8, entry.Reason);
+        }
+
+        if (entry.ApprovalBy is not null)
+        {
+            _json.WriteString("by"u8, entry.ApprovalBy);
+        }
+
+        if (entry.ApprovalNote is not null)
+        {
+            _json.WriteString("note"u8, entry.ApprovalNote);
+        }
+
+        if (entry.ApprovalStatus == ApprovalStatus.Approved)
+        {
+            _json.WriteString("scope"u8, ApprovalBroker.ScopeName(entry.ApprovalScope));
+        }
+
+        if (entry.ApprovalExpires is { } expires)
+        {
+            _json.WriteString("expires"u8, expires.UtcDateTime);
+        }
+
+        if (entry.HasArguments)
+        {
+            WriteArguments(ref entry);
+        }
     }
 
     private void WriteArguments(ref AuditEntry entry)

@@ -31,6 +31,8 @@ public sealed class GatewayMetrics
     private long _bytesIn;
     private long _bytesOut;
     private Func<int>? _activeSessions;
+    private Func<int>? _pendingApprovals;
+    private readonly ConcurrentDictionary<string, long[]> _approvalOutcomes = new(StringComparer.Ordinal);
 
     /// <summary>Creates empty metrics.</summary>
     public GatewayMetrics() => _decisionsByName = _decisions.GetAlternateLookup<ReadOnlySpan<char>>();
@@ -47,6 +49,20 @@ public sealed class GatewayMetrics
 
     /// <summary>Supplies the active-session gauge (the HTTP listener's session table).</summary>
     public void ObserveActiveSessions(Func<int> activeSessions) => _activeSessions = activeSessions;
+
+    /// <summary>Supplies the pending-approvals gauge (the approval broker, docs/approvals.md).</summary>
+    public void ObservePendingApprovals(Func<int> pendingApprovals) => _pendingApprovals = pendingApprovals;
+
+    /// <summary>Counts an ended approval by outcome (<c>approved</c>, <c>denied</c>, <c>timed_out</c>, <c>withdrawn</c>, <c>standing</c>).</summary>
+    public void RecordApprovalOutcome(string outcome)
+    {
+        long[] count = _approvalOutcomes.GetOrAdd(outcome, static _ => new long[1]);
+        Interlocked.Increment(ref count[0]);
+    }
+
+    /// <summary>How many approvals ended with <paramref name="outcome"/>.</summary>
+    public long ApprovalOutcomes(string outcome) =>
+        _approvalOutcomes.TryGetValue(outcome, out long[]? count) ? Interlocked.Read(ref count[0]) : 0;
 
     /// <summary>Counts a decision on a tool and how long it took.</summary>
     public void RecordDecision(ReadOnlySpan<byte> toolNameUtf8, DecisionKind kind, long decisionNanoseconds)
@@ -98,6 +114,25 @@ public sealed class GatewayMetrics
         output.Write("policycompiler_active_sessions ");
         output.Write((_activeSessions?.Invoke() ?? 0).ToString(CultureInfo.InvariantCulture));
         output.Write('\n');
+        if (_pendingApprovals is not null)
+        {
+            output.Write("# HELP policycompiler_approvals_pending Tool calls held for a human's approval.\n");
+            output.Write("# TYPE policycompiler_approvals_pending gauge\n");
+            output.Write("policycompiler_approvals_pending ");
+            output.Write(_pendingApprovals().ToString(CultureInfo.InvariantCulture));
+            output.Write('\n');
+            output.Write("# HELP policycompiler_approvals_total Ended approvals by outcome (standing: covered by an earlier session-scoped approval).\n");
+            output.Write("# TYPE policycompiler_approvals_total counter\n");
+            foreach (KeyValuePair<string, long[]> entry in _approvalOutcomes)
+            {
+                output.Write("policycompiler_approvals_total{outcome=\"");
+                output.Write(entry.Key);
+                output.Write("\"} ");
+                output.Write(Interlocked.Read(ref entry.Value[0]).ToString(CultureInfo.InvariantCulture));
+                output.Write('\n');
+            }
+        }
+
         output.Write("# HELP policycompiler_client_bytes_received_total Bytes received from clients.\n");
         output.Write("# TYPE policycompiler_client_bytes_received_total counter\n");
         output.Write("policycompiler_client_bytes_received_total ");

@@ -4,6 +4,7 @@ using System.Text;
 using Microsoft.Extensions.Logging;
 using PolicyCompiler.Gateway.Audit;
 using PolicyCompiler.Gateway.Diagnostics;
+using PolicyCompiler.Gateway.Enforcement.Approvals;
 using PolicyCompiler.Gateway.Framing;
 using PolicyCompiler.Policy.Language;
 using PolicyCompiler.Policy.Runtime;
@@ -44,18 +45,23 @@ internal sealed class ToolCallEnforcer
     private readonly bool _auditFailOpen;
     private readonly ILogger _logger;
     private readonly GatewayMetrics? _metrics;
+    private readonly ApprovalBroker? _approvals;
 
-    public ToolCallEnforcer(IPolicyEvaluator evaluator, AuditLog? audit, bool auditFailOpen, ILogger logger, GatewayMetrics? metrics = null)
+    public ToolCallEnforcer(IPolicyEvaluator evaluator, AuditLog? audit, bool auditFailOpen, ILogger logger, GatewayMetrics? metrics = null, ApprovalBroker? approvals = null)
     {
         _evaluator = evaluator;
         _audit = audit;
         _auditFailOpen = auditFailOpen;
         _logger = logger;
         _metrics = metrics;
+        _approvals = approvals;
     }
 
     /// <summary>The policy.</summary>
     public IPolicyEvaluator Evaluator => _evaluator;
+
+    /// <summary>Where calls that need approval are held; null when approvals are off (they are then denied).</summary>
+    public ApprovalBroker? Approvals => _approvals;
 
     /// <summary>
     /// Decides one tools/call and audits the decision. A blocked call's reservation is already rolled back.
@@ -104,9 +110,17 @@ internal sealed class ToolCallEnforcer
         }
 
         string reason = decision.Reason ?? string.Empty;
-        if (decision.Kind == DecisionKind.ApprovalRequired)
+        bool held = false;
+        if (decision.Kind == DecisionKind.ApprovalRequired && !forward)
         {
-            reason += ApprovalUnavailableSuffix;
+            if (_approvals is null)
+            {
+                reason += ApprovalUnavailableSuffix;
+            }
+            else
+            {
+                held = true; // the transport holds it (docs/approvals.md)
+            }
         }
 
         if (_audit is not null)
@@ -120,6 +134,7 @@ internal sealed class ToolCallEnforcer
                 Id = id,
                 Decision = decision.Kind,
                 Forwarded = forward,
+                Held = held,
                 Shadow = shadow,
                 Rule = decision.Rule,
                 Reason = decision.Reason is null ? null : reason,
@@ -137,6 +152,104 @@ internal sealed class ToolCallEnforcer
         }
 
         return new EnforcedCall(decision, forward, reason);
+    }
+
+    /// <summary>
+    /// A held call was approved: reserves its limits now (<see cref="IPolicyEvaluator.ReserveLimits"/>, so
+    /// counters are only taken for a call that is forwarded) and audits the outcome as a decision line
+    /// naming the approval. Allow → forward; rate-limited → answer it like any rate-limited call.
+    /// </summary>
+    public EnforcedCall Release(in RequestId id, ReadOnlySpan<byte> name, ReadOnlySpan<byte> arguments, string grant, string session, string? approvalId)
+    {
+        long started = Stopwatch.GetTimestamp();
+        Decision decision;
+        if (_audit is not null && !_audit.IsHealthy && !_auditFailOpen)
+        {
+            GatewayLog.AuditUnavailableRefused(_logger);
+            decision = Decision.Deny(AuditUnavailableRule, AuditUnavailableReason);
+        }
+        else
+        {
+            try
+            {
+                decision = _evaluator.ReserveLimits(new ToolCall(name, arguments, grant, session));
+            }
+            catch (CounterStoreUnavailableException e)
+            {
+                decision = Decision.Deny(StateUnavailableRule, e.Message + " (--state-fail-mode closed)");
+            }
+            catch (Exception e)
+            {
+                GatewayLog.EvaluatorFailed(_logger, e);
+                decision = Decision.Deny(InternalErrorRule, InternalErrorReason);
+            }
+        }
+
+        bool forward = decision.Kind == DecisionKind.Allow;
+        string reason = decision.Reason ?? string.Empty;
+        if (_audit is not null)
+        {
+            var entry = new AuditEntry
+            {
+                Kind = AuditEntryKind.Decision,
+                Time = _audit.Now,
+                Session = session,
+                Grant = grant,
+                Id = id,
+                Decision = decision.Kind,
+                Forwarded = forward,
+                Rule = decision.Rule,
+                Reason = decision.Reason,
+                Counter = decision.Counter,
+                RetryAfterSeconds = ReplyWriter.RetryAfterSeconds(decision),
+                DecisionNanoseconds = ElapsedNanoseconds(started),
+                ApprovalId = approvalId,
+            };
+            entry.CaptureCall(name, arguments, !arguments.IsEmpty);
+            _audit.Record(ref entry);
+        }
+
+        if (!forward)
+        {
+            decision.Reservation.Rollback();
+        }
+
+        return new EnforcedCall(decision, forward, reason);
+    }
+
+    /// <summary>
+    /// How long a call held by <paramref name="rule"/> waits: the <c>approval.timeout</c> of the entry the
+    /// rule belongs to (its pointer starts with the entry's, <c>/tools/KEY</c>), else the policy's top-level
+    /// one (key <c>""</c>, the document's pointer), else <see cref="ApprovalBroker.DefaultTimeout"/>.
+    /// </summary>
+    public TimeSpan ApprovalTimeout(string rule)
+    {
+        IReadOnlyDictionary<string, long> timeouts;
+        try
+        {
+            timeouts = _evaluator.Policy.ApprovalTimeouts;
+        }
+        catch (Exception)
+        {
+            return ApprovalBroker.DefaultTimeout;
+        }
+
+        if (timeouts.Count > 0 && rule.StartsWith("/tools/", StringComparison.Ordinal))
+        {
+            int end = rule.IndexOf('/', "/tools/".Length);
+            string entry = end < 0 ? rule : rule[..end];
+            if (timeouts.TryGetValue(entry, out long seconds) && seconds > 0)
+            {
+                return TimeSpan.FromSeconds(seconds);
+            }
+        }
+
+        if (timeouts.TryGetValue(string.Empty, out long fallback) && fallback > 0)
+        {
+            return TimeSpan.FromSeconds(fallback);
+        }
+
+        return ApprovalBroker.DefaultTimeout;
     }
 
     /// <summary>The pending entry of a forwarded call: its reservation, and its name when the outcome is audited.</summary>

@@ -257,6 +257,12 @@ internal sealed class MessageClassifier
             {
                 Note(ClassifyStatus.InvalidRequest, "Invalid Request: a request id must not be null (MCP basic#requests)");
             }
+            else if (!hasId && Method == KnownMethod.ToolsCall)
+            {
+                // A tools/call without an id is never decided (nothing could carry the answer), so it must not
+                // pass as a notification either: a lenient server might still run the tool. Dropped, never forwarded.
+                Note(ClassifyStatus.InvalidRequest, "Invalid Request: tools/call is a request and needs an id (a tools/call notification is never forwarded)");
+            }
         }
         else if (hasId && (HasResult || HasError))
         {

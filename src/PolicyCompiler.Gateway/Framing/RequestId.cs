@@ -64,6 +64,10 @@ internal readonly struct RequestId : IEquatable<RequestId>
         }
     }
 
+    /// <summary>Whether this is a string id starting with <paramref name="prefix"/> (the gateway's own request ids).</summary>
+    public bool IsStringWithPrefix(string prefix) =>
+        _kind == IdKind.String && _text!.StartsWith(prefix, StringComparison.Ordinal);
+
     /// <inheritdoc/>
     public bool Equals(RequestId other) =>
         _kind == other._kind && _integer == other._integer && string.Equals(_text, other._text, StringComparison.Ordinal);

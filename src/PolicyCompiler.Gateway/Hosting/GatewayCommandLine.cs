@@ -5,6 +5,7 @@ using System.IO.Pipelines;
 using Microsoft.Extensions.Logging;
 using PolicyCompiler.Gateway.Audit;
 using PolicyCompiler.Gateway.Diagnostics;
+using PolicyCompiler.Gateway.Enforcement.Approvals;
 using PolicyCompiler.Gateway.Transport.Stdio;
 using PolicyCompiler.Gateway.Transport.StreamableHttp;
 using PolicyCompiler.Policy.Runtime;
@@ -228,6 +229,18 @@ public sealed class StdioCommandOptions
         DefaultValueFactory = _ => 250,
     };
 
+    /// <summary><c>--admin ADDRESS:PORT</c>: the stdio gateway's admin listener (docs/approvals.md).</summary>
+    public Option<string?> Admin { get; } = new("--admin")
+    {
+        Description = "Serve /healthz, /metrics and the approvals API (/approvals) on this address (e.g. 127.0.0.1:9090).",
+    };
+
+    /// <summary><c>--admin-token-file FILE</c>: the token the approvals API requires (docs/approvals.md).</summary>
+    public Option<string?> AdminTokenFile { get; } = new("--admin-token-file")
+    {
+        Description = $"The admin listener's /approvals routes require 'Authorization: Bearer TOKEN' with the token in FILE (default: ${AdminToken.EnvironmentVariable}); without one they refuse.",
+    };
+
     /// <summary><c>-- COMMAND [ARGS...]</c>.</summary>
     public Argument<string[]> Command { get; } = new("command")
     {
@@ -267,7 +280,16 @@ public sealed class StdioCommandOptions
         command.Add(StateTimeout);
         command.Add(Upstream);
         command.Add(UpstreamHeaders);
+        command.Add(Admin);
+        command.Add(AdminTokenFile);
         command.Add(Command);
+        Admin.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is { } admin && !System.Net.IPEndPoint.TryParse(admin, out _))
+            {
+                result.AddError("--admin: expected ADDRESS:PORT, e.g. 127.0.0.1:9090.");
+            }
+        });
         command.Validators.Add(result =>
         {
             bool hasUpstream = result.GetResult(Upstream) is not null; // not GetValue: that throws when the URL is invalid
@@ -335,13 +357,10 @@ public sealed class StdioCommandOptions
         string[] commandLine = parseResult.GetValue(Command) ?? [];
         using var logs = new StderrLoggerProvider(parseResult.GetValue(LogLevel), gatewayName);
         ILogger logger = logs.CreateLogger(gatewayName);
-        var options = new GatewayOptions
+        if (!TryLoadAdminToken(parseResult, gatewayName, out AdminToken? adminToken))
         {
-            Grant = parseResult.GetValue(Grant) ?? "default",
-            MaxMessageBytes = parseResult.GetValue(MaxMessageBytes),
-            AuditFailOpen = parseResult.GetValue(AuditFailOpen),
-            ShutdownGrace = TimeSpan.FromSeconds(parseResult.GetValue(ShutdownGrace)),
-        };
+            return 2;
+        }
 
         StateSpecification.TryParse(parseResult.GetValue(State), out StateSpecification? state, out _);
         state ??= StateSpecification.Default;
@@ -360,9 +379,36 @@ public sealed class StdioCommandOptions
             IncludeArguments = parseResult.GetValue(AuditArguments),
         }, logger);
 
+        // Held calls wait in this process's broker; a person answers through the client (elicitation) or --admin.
+        var metrics = new GatewayMetrics();
+        using var approvals = new ApprovalBroker(TimeProvider.System, audit, metrics, logger);
+        var options = new GatewayOptions
+        {
+            Grant = parseResult.GetValue(Grant) ?? "default",
+            MaxMessageBytes = parseResult.GetValue(MaxMessageBytes),
+            AuditFailOpen = parseResult.GetValue(AuditFailOpen),
+            ShutdownGrace = TimeSpan.FromSeconds(parseResult.GetValue(ShutdownGrace)),
+            Approvals = approvals,
+            Metrics = metrics,
+        };
+
         GatewayLog.Started(logger, policy.Name, policy.Sha256, policy.Mode.ToString(), options.Grant);
+        StdioAdminServer? admin = null;
         try
         {
+            if (parseResult.GetValue(Admin) is { } adminAddress)
+            {
+                try
+                {
+                    admin = await StdioAdminServer.StartAsync(System.Net.IPEndPoint.Parse(adminAddress), metrics, approvals, adminToken, logger, cancellationToken).ConfigureAwait(false);
+                }
+                catch (IOException e)
+                {
+                    await parseResult.InvocationConfiguration.Error.WriteLineAsync($"{gatewayName}: error: cannot listen on --admin {adminAddress}: {e.Message}").ConfigureAwait(false);
+                    return 1;
+                }
+            }
+
             if (parseResult.GetValue(Upstream) is { } upstream)
             {
                 var headers = new List<KeyValuePair<string, string>>();
@@ -398,11 +444,34 @@ public sealed class StdioCommandOptions
         }
         finally
         {
+            if (admin is not null)
+            {
+                await admin.DisposeAsync().ConfigureAwait(false);
+            }
+
+            approvals.Dispose();
             if (audit is not null)
             {
                 // Drains and flushes: a graceful stop (end of input, or a forwarded signal) loses no record.
                 await audit.DisposeAsync().ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>Reads <c>--admin-token-file</c> (or the environment variable); false, with the error printed, when it is unusable.</summary>
+    internal bool TryLoadAdminToken(ParseResult parseResult, string gatewayName, out AdminToken? token)
+    {
+        string? file = parseResult.GetValue(AdminTokenFile);
+        try
+        {
+            token = AdminToken.Load(file);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            parseResult.InvocationConfiguration.Error.WriteLine($"{gatewayName}: error: --admin-token-file {file ?? "$" + AdminToken.EnvironmentVariable}: {e.Message}");
+            token = null;
+            return false;
         }
     }
 

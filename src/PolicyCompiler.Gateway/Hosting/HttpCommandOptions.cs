@@ -77,7 +77,7 @@ public sealed class HttpCommandOptions
     /// <summary><c>--admin ADDRESS:PORT</c>.</summary>
     public Option<string?> Admin { get; } = new("--admin")
     {
-        Description = "Serve /healthz, /readyz and /metrics (Prometheus) on this address (e.g. 127.0.0.1:9090).",
+        Description = "Serve /healthz, /readyz, /metrics (Prometheus) and the approvals API (/approvals) on this address (e.g. 127.0.0.1:9090).",
     };
 
     /// <summary><c>-- COMMAND [ARGS...]</c>: a stdio upstream, one child per session, instead of <c>--upstream</c>.</summary>
@@ -110,6 +110,7 @@ public sealed class HttpCommandOptions
         command.Add(_common.StatePrefix);
         command.Add(_common.StateFailMode);
         command.Add(_common.StateTimeout);
+        command.Add(_common.AdminTokenFile);
         command.Add(Command);
         command.Validators.Add(result =>
         {
@@ -212,6 +213,11 @@ public sealed class HttpCommandOptions
             headers.Add(parsed);
         }
 
+        if (!_common.TryLoadAdminToken(parseResult, gatewayName, out Enforcement.Approvals.AdminToken? adminToken))
+        {
+            return 2;
+        }
+
         string[] commandLine = parseResult.GetValue(Command) ?? [];
         var options = new HttpGatewayOptions
         {
@@ -229,6 +235,7 @@ public sealed class HttpCommandOptions
             AuditFailOpen = parseResult.GetValue(_common.AuditFailOpen),
             ShutdownGrace = TimeSpan.FromSeconds(parseResult.GetValue(_common.ShutdownGrace)),
             Admin = parseResult.GetValue(Admin) is { } admin ? IPEndPoint.Parse(admin) : null,
+            AdminToken = adminToken,
         };
 
         // The same counter stores as stdio (docs/state.md): replicas behind a load balancer share Redis.

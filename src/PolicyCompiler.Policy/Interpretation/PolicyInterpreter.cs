@@ -46,7 +46,7 @@ public sealed class PolicyInterpreter : IPolicyEvaluator
         _policy = policy;
         _time = options.Time;
         _counters = options.Counters;
-        Policy = new PolicyInfo(policy.Name, policy.Sha256, policy.Mode, policy.SourceText) { Pins = PinsOf(policy) };
+        Policy = new PolicyInfo(policy.Name, policy.Sha256, policy.Mode, policy.SourceText) { Pins = PinsOf(policy), ApprovalTimeouts = ApprovalTimeoutsOf(policy) };
 
         _hide = new (GlobPattern, string)[policy.Hide.Count];
         for (int i = 0; i < _hide.Length; i++) _hide[i] = (new GlobPattern(policy.Hide[i].Pattern), policy.Hide[i].Pointer);
@@ -107,6 +107,18 @@ public sealed class PolicyInterpreter : IPolicyEvaluator
             if (tool.Pin is not null && !tool.IsPattern) pins[tool.Name] = tool.Pin;
         }
         return pins;
+    }
+
+    /// <summary>Entry pointer → <c>approval.timeout</c> seconds, and "" (the document's pointer) → the top-level one.</summary>
+    private static Dictionary<string, long> ApprovalTimeoutsOf(PolicyDocument policy)
+    {
+        var timeouts = new Dictionary<string, long>(StringComparer.Ordinal);
+        if (policy.ApprovalTimeoutSeconds is { } fallback) timeouts[""] = fallback;
+        foreach (var tool in policy.Tools)
+        {
+            if (tool.ApprovalTimeoutSeconds is { } seconds) timeouts[tool.Pointer] = seconds;
+        }
+        return timeouts;
     }
 
     private static bool RulesDecideListing(Rule[] rules, out bool listed)

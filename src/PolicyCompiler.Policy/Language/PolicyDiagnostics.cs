@@ -74,6 +74,8 @@ public static class PolicyDiagnostics
 
     /// <summary>PC0025: a <c>pin</c> that is not <c>sha256:</c> and 64 lower-case hex digits, or on a pattern entry.</summary>
     public static readonly PolicyDiagnosticDescriptor InvalidPin = Error("PC0025", "Invalid pin", "invalid pin: {0}");
+    /// <summary>PC0026: an approval timeout that is not a duration from 1 second to 1 day.</summary>
+    public static readonly PolicyDiagnosticDescriptor InvalidApprovalTimeout = Error("PC0026", "Invalid approval timeout", "invalid approval timeout {0}: use \"second\", \"minute\", \"hour\", \"day\", a whole number of seconds, or a whole number with s, m or h (e.g. \"90s\", \"5m\", \"1h\"), from 1 second to 1 day");
 
     /// <summary>PC0100: a rule after an unconditional rule.</summary>
     public static readonly PolicyDiagnosticDescriptor UnreachableRule = Warning("PC0100", "Unreachable rule", "this rule is never reached: the rule at {0} has no condition and decides every call first");

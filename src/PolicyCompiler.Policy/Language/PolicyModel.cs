@@ -214,6 +214,7 @@ public sealed record PolicyLimit(
 /// <param name="Pointer">JSON pointer of the entry, e.g. <c>/tools/Delete*</c>.</param>
 /// <param name="Position">Where the entry's key is in the file.</param>
 /// <param name="Pin">The pinned definition hash (<c>sha256:…</c>) of the tool an exact-name entry names, or null (docs/scan.md, "Pinning").</param>
+/// <param name="ApprovalTimeoutSeconds">From <c>approval.timeout</c>: how long a call this entry holds for approval waits for an answer, or null for the policy's default (docs/approvals.md).</param>
 public sealed record ToolEntry(
     string Name,
     bool IsPattern,
@@ -225,7 +226,8 @@ public sealed record ToolEntry(
     EquatableArray<PolicyLimit> Limits,
     string Pointer,
     SourcePosition Position,
-    string? Pin = null);
+    string? Pin = null,
+    long? ApprovalTimeoutSeconds = null);
 
 /// <summary>A validated policy.</summary>
 /// <param name="Version">The language version (<c>"1"</c>).</param>
@@ -238,6 +240,7 @@ public sealed record ToolEntry(
 /// <param name="Tools">The tool entries in file order.</param>
 /// <param name="Sha256">Lower-case hex SHA-256 of the policy file's UTF-8 bytes without a leading byte-order mark.</param>
 /// <param name="SourceText">The policy file's text, exactly as read (printed by <c>GATEWAY policy</c>).</param>
+/// <param name="ApprovalTimeoutSeconds">From the top-level <c>approval.timeout</c>: the approval timeout of entries that give none, or null for the gateway's default (2 minutes).</param>
 public sealed record PolicyDocument(
     string Version,
     string Name,
@@ -248,7 +251,8 @@ public sealed record PolicyDocument(
     EquatableArray<HidePattern> Hide,
     EquatableArray<ToolEntry> Tools,
     string Sha256,
-    string SourceText);
+    string SourceText,
+    long? ApprovalTimeoutSeconds = null);
 
 /// <summary>An entry of the top-level <c>hide</c> list.</summary>
 /// <param name="Pattern">A tool name or glob pattern.</param>

@@ -12,9 +12,9 @@ namespace PolicyCompiler.Policy.Language;
 /// </summary>
 internal sealed class PolicyModelReader
 {
-    private static readonly string[] DocumentFields = { "$schema", "version", "name", "description", "default", "default_reason", "mode", "hide", "tools" };
-    private static readonly string[] EntryFields = { "action", "reason", "hide", "rules", "limits", "pin" };
-    private static readonly string[] ReservedEntryFields = { "approval" };
+    private static readonly string[] DocumentFields = { "$schema", "version", "name", "description", "default", "default_reason", "mode", "approval", "hide", "tools" };
+    private static readonly string[] EntryFields = { "action", "reason", "hide", "rules", "limits", "pin", "approval" };
+    private static readonly string[] ApprovalFields = { "timeout" };
     private static readonly string[] RuleFields = { "when", "action", "reason" };
     private static readonly string[] LimitFields = { "counter", "window", "max", "scope", "key", "increment", "increment_from", "align", "reason" };
     private static readonly string[] OperatorNames = { "eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "prefix", "suffix", "contains", "regex", "glob", "exists" };
@@ -81,6 +81,7 @@ internal sealed class PolicyModelReader
         var defaultAction = ReadEnum(root, "default", DefaultAction.Deny, new[] { ("deny", DefaultAction.Deny), ("allow", DefaultAction.Allow) });
         string defaultReason = ReadOptionalString(root, "default_reason") ?? PolicyText.DefaultDenyReason;
         var mode = ReadEnum(root, "mode", PolicyMode.Enforce, new[] { ("enforce", PolicyMode.Enforce), ("shadow", PolicyMode.Shadow) });
+        long? approvalTimeout = root.Find("approval") is { } approvalProperty ? ReadApproval(approvalProperty, "") : null;
 
         var hide = new List<HidePattern>();
         if (root.Find("hide") is { } hideProperty)
@@ -140,7 +141,62 @@ internal sealed class PolicyModelReader
             new EquatableArray<HidePattern>(hide.ToArray()),
             new EquatableArray<ToolEntry>(tools.ToArray()),
             sha256,
-            text);
+            text,
+            approvalTimeout);
+    }
+
+    /// <summary>
+    /// <c>"approval": { "timeout": DURATION }</c> (docs/approvals.md): how long a held call waits for an
+    /// answer. A duration is a window word (<c>second</c>, <c>minute</c>, <c>hour</c>, <c>day</c>), a whole
+    /// number of seconds, or a whole number with <c>s</c>, <c>m</c> or <c>h</c>; from 1 second to 1 day.
+    /// </summary>
+    private long? ReadApproval(JsonProperty property, string pointer)
+    {
+        _spans.Add(pointer + "/approval", property);
+        var node = property.Value;
+        if (node.Kind != JsonNodeKind.Object)
+        {
+            _report.Add(PolicyDiagnostics.WrongType, node, "'approval'", "an object ({ \"timeout\": \"5m\" })", node.Describe());
+            return null;
+        }
+        CheckFields(node, "'approval'", ApprovalFields, null);
+        if (node.Find("timeout") is not { } timeoutProperty) return null;
+        var value = timeoutProperty.Value;
+        long seconds = value.Kind switch
+        {
+            JsonNodeKind.String => ParseDuration(value.String!),
+            JsonNodeKind.Number when Math.Floor(value.Number) == value.Number && value.Number >= 1 && value.Number <= 86400 => (long)value.Number,
+            _ => 0,
+        };
+        if (seconds is < 1 or > 86400)
+        {
+            if (value.Kind is JsonNodeKind.String or JsonNodeKind.Number) _report.Add(PolicyDiagnostics.InvalidApprovalTimeout, value, value.Display());
+            else _report.Add(PolicyDiagnostics.WrongType, value, "'timeout'", "a string (\"5m\") or a number of seconds", value.Describe());
+            return null;
+        }
+        return seconds;
+    }
+
+    /// <summary>A window word, or digits followed by s, m or h; 0 when neither.</summary>
+    private static long ParseDuration(string text)
+    {
+        switch (text)
+        {
+            case "second": return 1;
+            case "minute": return 60;
+            case "hour": return 3600;
+            case "day": return 86400;
+        }
+        if (text.Length < 2 || text.Length > 8) return 0;
+        long unit = text[text.Length - 1] switch { 's' => 1, 'm' => 60, 'h' => 3600, _ => 0 };
+        long number = 0;
+        for (int i = 0; i < text.Length - 1; i++)
+        {
+            char c = text[i];
+            if (c < '0' || c > '9') return 0;
+            number = number * 10 + (c - '0');
+        }
+        return unit * number;
     }
 
     private ToolEntry? ReadEntry(JsonProperty property)
@@ -159,7 +215,7 @@ internal sealed class PolicyModelReader
             _report.Add(PolicyDiagnostics.WrongType, node, what, "an object", node.Describe());
             return null;
         }
-        CheckFields(node, what, EntryFields, ReservedEntryFields);
+        CheckFields(node, what, EntryFields, null);
 
         // '*' is a layer: it adds rules and limits to every call and never decides a tool itself,
         // so the fields that decide or hide a tool have no meaning there. Each says where it belongs.
@@ -197,6 +253,8 @@ internal sealed class PolicyModelReader
             _spans.Add(pointer + "/pin", pinProperty);
             pin = ReadPin(pinProperty, key);
         }
+
+        long? approvalTimeout = node.Find("approval") is { } approvalProperty ? ReadApproval(approvalProperty, pointer) : null;
 
         var rules = new List<PolicyRule>();
         if (node.Find("rules") is { } rulesProperty)
@@ -243,7 +301,8 @@ internal sealed class PolicyModelReader
             new EquatableArray<PolicyLimit>(limits.ToArray()),
             pointer,
             PositionOf(property),
-            pin);
+            pin,
+            approvalTimeout);
     }
 
     /// <summary>

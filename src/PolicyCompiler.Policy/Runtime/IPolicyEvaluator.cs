@@ -44,6 +44,7 @@ public interface IPolicyEvaluator
 public sealed record PolicyInfo(string Name, string Sha256, PolicyMode Mode, string SourceText)
 {
     private static readonly IReadOnlyDictionary<string, string> NoPins = new Dictionary<string, string>(StringComparer.Ordinal);
+    private static readonly IReadOnlyDictionary<string, long> NoApprovalTimeouts = new Dictionary<string, long>(StringComparer.Ordinal);
 
     /// <summary>
     /// The pinned tool definitions: exact tool name → <c>sha256:…</c> (<see cref="ToolDefinitionPin"/>),
@@ -52,6 +53,14 @@ public sealed record PolicyInfo(string Name, string Sha256, PolicyMode Mode, str
     /// changed or was not verified in the session (docs/scan.md, "Pinning"). Ordinal keys.
     /// </summary>
     public IReadOnlyDictionary<string, string> Pins { get; init; } = NoPins;
+
+    /// <summary>
+    /// The approval timeouts written in the policy: entry pointer (<c>/tools/KEY</c>, JSON-pointer escaped,
+    /// as in a decision's rule) → seconds, from each entry's <c>approval.timeout</c>; empty when none is
+    /// written. A call held for approval by a rule of that entry (or by its action) waits this long for an
+    /// answer; otherwise the gateway's default (docs/approvals.md). Ordinal keys.
+    /// </summary>
+    public IReadOnlyDictionary<string, long> ApprovalTimeouts { get; init; } = NoApprovalTimeouts;
 
     /// <summary>Value equality, the pins compared by content (the interpreter and a compiled evaluator build their own tables).</summary>
     public bool Equals(PolicyInfo? other)
@@ -63,6 +72,17 @@ public sealed record PolicyInfo(string Name, string Sha256, PolicyMode Mode, str
         foreach (KeyValuePair<string, string> pin in Pins)
         {
             if (!other.Pins.TryGetValue(pin.Key, out string? value) || value != pin.Value)
+            {
+                return false;
+            }
+        }
+        if (ApprovalTimeouts.Count != other.ApprovalTimeouts.Count)
+        {
+            return false;
+        }
+        foreach (KeyValuePair<string, long> timeout in ApprovalTimeouts)
+        {
+            if (!other.ApprovalTimeouts.TryGetValue(timeout.Key, out long seconds) || seconds != timeout.Value)
             {
                 return false;
             }

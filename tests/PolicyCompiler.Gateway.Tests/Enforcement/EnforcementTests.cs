@@ -52,6 +52,24 @@ public class EnforcementTests
         Assert.Equal("destructive tool", meta.GetProperty("reason").GetString());
     }
 
+    [Theory]
+    [InlineData("""{"jsonrpc":"2.0","method":"tools/call","params":{"name":"DeleteCluster","arguments":{}}}""")]
+    [InlineData("""{"jsonrpc":"2.0","method":"tools/call","params":{"name":"list_clusters","arguments":{}}}""")]
+    [InlineData("""{"params":{"name":"DeleteCluster"},"m\u0065thod":"tools\/call","jsonrpc":"2.0"}""")]
+    public async Task ToolsCallWithoutAnId_IsDropped_NeverDecidedNorForwarded(string notification)
+    {
+        // A lenient server might run a tools/call that came as a notification: it must never get there.
+        var policy = new FakeEvaluator();
+        policy.Denied.Add("DeleteCluster");
+        await using var gateway = new GatewayHarness(policy);
+        await gateway.ClientSendAsync(notification);
+        await gateway.ClientSendAsync(Ping);
+
+        Assert.Equal(Ping, await gateway.UpstreamReceiveAsync());
+        Assert.Empty(policy.Calls);
+        Assert.Equal(0, policy.Counters.Committed);
+    }
+
     [Fact]
     public async Task RateLimitedCall_SaysWhenToRetry()
     {

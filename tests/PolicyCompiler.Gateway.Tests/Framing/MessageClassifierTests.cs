@@ -156,6 +156,16 @@ public class MessageClassifierTests
     }
 
     [Fact]
+    public void ToolsCallWithoutAnId_IsAnInvalidNotification()
+    {
+        var classifier = new MessageClassifier();
+        ClassifyStatus status = classifier.Classify(new ReadOnlySequence<byte>("""{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"""u8.ToArray()), strict: true);
+        Assert.Equal(ClassifyStatus.InvalidRequest, status);
+        Assert.Equal(MessageKind.Notification, classifier.Kind);
+        Assert.Contains("needs an id", classifier.Detail);
+    }
+
+    [Fact]
     public void Kinds_AreRecognised()
     {
         Assert.Equal(MessageKind.Notification, Read("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":2}}").Kind);

@@ -10,16 +10,18 @@ internal static class Clients
 {
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
 
-    public static Task<McpClient> ConnectAsync(Uri url, string? token = null, bool standaloneGet = true)
+    /// <summary>Connects the SDK's Streamable HTTP client; with <paramref name="http"/>, over that client (the caller disposes it, and so decides when its connections close).</summary>
+    public static Task<McpClient> ConnectAsync(Uri url, string? token = null, bool standaloneGet = true, HttpClient? http = null)
     {
-        var transport = new HttpClientTransport(new HttpClientTransportOptions
+        var options = new HttpClientTransportOptions
         {
             Endpoint = url,
             TransportMode = HttpTransportMode.StreamableHttp,
             EnableStandaloneGetStream = standaloneGet,
             AdditionalHeaders = token is null ? null : new Dictionary<string, string> { ["Authorization"] = "Bearer " + token },
             MaxReconnectionAttempts = 0,
-        });
+        };
+        HttpClientTransport transport = http is null ? new HttpClientTransport(options) : new HttpClientTransport(options, http, ownsHttpClient: false);
         using var timeout = new CancellationTokenSource(Timeout);
         return McpClient.CreateAsync(transport, cancellationToken: timeout.Token);
     }

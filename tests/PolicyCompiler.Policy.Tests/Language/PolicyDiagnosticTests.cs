@@ -165,10 +165,11 @@ public class PolicyDiagnosticTests
     }
 
     [Fact]
-    public void Diagnostic_PC0010_ReservedField()
+    public void Diagnostic_PC0010_NoLongerReported_ApprovalIsImplemented()
     {
-        var d = Single(Parse("{ 'version': '1', 'tools': { 'a': { 'approval': {} } } }"), "PC0010", 1, 37);
-        Assert.Contains("not supported yet", d.Message);
+        // PC0010 marked fields reserved for later versions; 'approval' was the only one, and is now read
+        // (docs/approvals.md). The id stays retired, never reused.
+        Assert.Empty(Parse("{ 'version': '1', 'tools': { 'a': { 'action': 'approve', 'approval': { 'timeout': '5m' } } } }").Diagnostics);
     }
 
     [Fact]
@@ -505,6 +506,22 @@ public class PolicyDiagnosticTests
     public void Diagnostic_PC0104_IncrementAboveMax()
     {
         Single(Parse("{ 'version': '1', 'tools': { 'a': { 'limits': [ { 'counter': 'c', 'window': 60, 'max': 5, 'increment': 6 } ] } } }"), "PC0104", 1, 104);
+    }
+
+    [Theory]
+    [InlineData("'0s'")]
+    [InlineData("'2d'")]
+    [InlineData("'25h'")]
+    [InlineData("'5 m'")]
+    [InlineData("'soon'")]
+    [InlineData("0")]
+    [InlineData("1.5")]
+    [InlineData("86401")]
+    public void Diagnostic_PC0026_InvalidApprovalTimeout(string timeout)
+    {
+        string json = "{ 'version': '1', 'tools': { 'a': { 'approval': { 'timeout': " + timeout + " } } } }";
+        var d = Single(Parse(json), "PC0026", 1, json.IndexOf(timeout, StringComparison.Ordinal) + 1);
+        Assert.Contains("from 1 second to 1 day", d.Message);
     }
 
     [Fact]

@@ -17,7 +17,7 @@ public class PolicySchemaTests
         var schema = Schema();
         var defs = schema.GetProperty("$defs");
         Assert.Equal(
-            new[] { "$schema", "version", "name", "description", "default", "default_reason", "mode", "hide", "tools" },
+            new[] { "$schema", "version", "name", "description", "default", "default_reason", "mode", "approval", "hide", "tools" },
             Names(schema.GetProperty("properties")));
         Assert.Equal(new[] { "action", "reason", "hide", "rules", "limits", "approval", "pin" }, Names(defs.GetProperty("toolEntry").GetProperty("properties")));
         Assert.Equal(new[] { "when", "action", "reason" }, Names(defs.GetProperty("rule").GetProperty("properties")));

@@ -1,18 +1,26 @@
 using System.Text;
 using Microsoft.AspNetCore.Http;
 using PolicyCompiler.Gateway.Diagnostics;
+using PolicyCompiler.Gateway.Enforcement.Approvals;
 
 namespace PolicyCompiler.Gateway.Transport.StreamableHttp;
 
 /// <summary>
 /// The admin listener (<c>--admin</c>, its own port, loopback by default): <c>/healthz</c> (the process
 /// serves), <c>/readyz</c> (the upstream answers HTTP at all), <c>/metrics</c> (Prometheus text format).
-/// Separate from the MCP port so that it needs no grant and is never exposed with it.
+/// Separate from the MCP port so that it needs no grant and is never exposed with it. The
+/// <c>/approvals</c> routes (docs/approvals.md) need the admin token.
 /// </summary>
-internal sealed class AdminEndpoints(GatewayMetrics metrics, HttpMessageInvoker upstream, Uri upstreamUri, IReadOnlyList<KeyValuePair<string, string>> upstreamHeaders)
+internal sealed class AdminEndpoints(GatewayMetrics metrics, HttpMessageInvoker upstream, Uri upstreamUri, IReadOnlyList<KeyValuePair<string, string>> upstreamHeaders, ApprovalAdminEndpoints? approvals = null)
 {
     public async Task HandleAsync(HttpContext context)
     {
+        if (approvals is not null && ApprovalAdminEndpoints.Matches(context.Request.Path))
+        {
+            await approvals.HandleAsync(context).ConfigureAwait(false);
+            return;
+        }
+
         if (!HttpMethods.IsGet(context.Request.Method))
         {
             context.Response.StatusCode = StatusCodes.Status405MethodNotAllowed;

@@ -10,6 +10,7 @@ using Microsoft.Extensions.Logging;
 using PolicyCompiler.Gateway.Audit;
 using PolicyCompiler.Gateway.Diagnostics;
 using PolicyCompiler.Gateway.Enforcement;
+using PolicyCompiler.Gateway.Enforcement.Approvals;
 using PolicyCompiler.Policy.Runtime;
 
 namespace PolicyCompiler.Gateway.Transport.StreamableHttp;
@@ -50,7 +51,9 @@ public sealed class HttpGateway : IAsyncDisposable
             PooledConnectionIdleTimeout = TimeSpan.FromSeconds(60),
         }, disposeHandler: true);
 
-        var enforcer = new ToolCallEnforcer(evaluator, audit, options.AuditFailOpen, logger, Metrics);
+        // One broker for every session: the admin API lists and answers the held calls of all of them.
+        Approvals = new ApprovalBroker(time, audit, Metrics, logger);
+        var enforcer = new ToolCallEnforcer(evaluator, audit, options.AuditFailOpen, logger, Metrics, Approvals);
         var proxy = new StreamableHttpProxy(options, enforcer, _upstream, _upstreamUri, _sessions, Metrics, logger, time);
 
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
@@ -73,7 +76,7 @@ public sealed class HttpGateway : IAsyncDisposable
             }
         });
         _app = builder.Build();
-        var admin = new AdminEndpoints(Metrics, _upstream, _upstreamUri, options.UpstreamHeaders);
+        var admin = new AdminEndpoints(Metrics, _upstream, _upstreamUri, options.UpstreamHeaders, new ApprovalAdminEndpoints(Approvals, options.AdminToken));
         _app.Run(context =>
         {
             if (context.Features.Get<IConnectionItemsFeature>()?.Items.ContainsKey(AdminConnectionKey) == true)
@@ -90,6 +93,9 @@ public sealed class HttpGateway : IAsyncDisposable
 
     /// <summary>The gateway's counters (also served on the admin listener's <c>/metrics</c>).</summary>
     public GatewayMetrics Metrics { get; }
+
+    /// <summary>The calls held for approval (docs/approvals.md), answered through the admin listener's <c>/approvals</c>.</summary>
+    public ApprovalBroker Approvals { get; }
 
     /// <summary>How many MCP sessions are open.</summary>
     public int ActiveSessions => _sessions.Count;
@@ -139,6 +145,7 @@ public sealed class HttpGateway : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _sweeper.DisposeAsync().ConfigureAwait(false);
+        Approvals.Dispose(); // held POSTs are answered (withdrawn) before the listener stops
         using (var timeout = new CancellationTokenSource(_options.ShutdownGrace))
         {
             await _app.StopAsync(timeout.Token).ConfigureAwait(false);

@@ -1,4 +1,5 @@
 using System.Net;
+using PolicyCompiler.Gateway.Enforcement.Approvals;
 
 namespace PolicyCompiler.Gateway.Transport.StreamableHttp;
 
@@ -49,4 +50,7 @@ public sealed class HttpGatewayOptions
 
     /// <summary>The admin listener (<c>/healthz</c>, <c>/readyz</c>, <c>/metrics</c>), or null for none.</summary>
     public IPEndPoint? Admin { get; init; }
+
+    /// <summary>The token the admin listener's <c>/approvals</c> routes require (docs/approvals.md); null: those routes refuse.</summary>
+    public AdminToken? AdminToken { get; init; }
 }

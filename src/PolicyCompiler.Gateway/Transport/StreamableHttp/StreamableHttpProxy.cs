@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 using PolicyCompiler.Gateway.Audit;
 using PolicyCompiler.Gateway.Diagnostics;
 using PolicyCompiler.Gateway.Enforcement;
+using PolicyCompiler.Gateway.Enforcement.Approvals;
 using PolicyCompiler.Gateway.Framing;
 
 namespace PolicyCompiler.Gateway.Transport.StreamableHttp;
@@ -196,11 +197,31 @@ internal sealed class StreamableHttpProxy
             }
 
             var exchange = new Exchange(classifier.Kind == MessageKind.Request ? classifier.Id : default, classifier.Method, grant, session);
+            if (classifier.Kind == MessageKind.Notification && classifier.Method == KnownMethod.Cancelled && classifier.CancelledId.HasValue
+                && _enforcer.Approvals is { Count: > 0 } approvals && approvals.TryWithdrawRequest(session, grant, classifier.CancelledId))
+            {
+                // It cancels a call held for approval here: the upstream never saw that call, so it is not told.
+                context.Response.StatusCode = StatusCodes.Status202Accepted;
+                return;
+            }
 
             // Step 6: decide a tools/call.
             if (classifier.Kind == MessageKind.Request && classifier.Method == KnownMethod.ToolsCall)
             {
                 EnforcedCall call = _enforcer.Decide(exchange.Id, classifier.ToolName, classifier.ArgumentsJson, grant, session, PinsFor(grant, session));
+                if (!call.Forward && call.Decision.Kind == Policy.Runtime.DecisionKind.ApprovalRequired && _enforcer.Approvals is { } broker)
+                {
+                    // Held: this POST waits for the answer (docs/approvals.md); the body stays unconsumed, so an
+                    // approved call is forwarded exactly as it arrived.
+                    EnforcedCall? released = await HoldAsync(context, broker, exchange, call, scratch).ConfigureAwait(false);
+                    if (released is null)
+                    {
+                        return;
+                    }
+
+                    call = released.Value;
+                }
+
                 if (!call.Forward)
                 {
                     // The same answer the stdio gateway writes: a CallToolResult with isError (server/tools#error-handling).
@@ -226,6 +247,61 @@ internal sealed class StreamableHttpProxy
             body.AdvanceTo(message.End);
             Return(scratch);
         }
+    }
+
+    /// <summary>
+    /// Holds a call that needs approval until it is answered: null when this method answered the POST
+    /// (denied, timed out) or nobody is left to answer (withdrawn); otherwise the call with its limits
+    /// reserved (<see cref="ToolCallEnforcer.Release"/>): forward it, or answer it rate-limited.
+    /// </summary>
+    private async Task<EnforcedCall?> HoldAsync(HttpContext context, ApprovalBroker broker, Exchange exchange, EnforcedCall call, Scratch scratch)
+    {
+        MessageClassifier classifier = scratch.Classifier;
+        ApprovalRequest request = ApprovalBroker.Prepare(exchange.Id, exchange.Grant, exchange.Session, classifier.ToolName, classifier.ArgumentsJson, call.Decision.Rule, call.Reason, _enforcer.ApprovalTimeout(call.Decision.Rule));
+        string? approvalId = null;
+        if (!broker.TryUseStanding(request))
+        {
+            PendingApproval? approval = broker.Register(request);
+            string? refusal = approval is null ? call.Reason + " (too many calls are waiting for approval, so this one is denied)" : null;
+            if (approval is not null)
+            {
+                ApprovalOutcome outcome;
+                // A client that goes away withdraws its call (nobody is left to answer).
+                using (context.RequestAborted.Register(static state => ((PendingApprovalHandle)state!).Withdraw(), new PendingApprovalHandle(broker, approval.Id)))
+                {
+                    outcome = await approval.Completion.ConfigureAwait(false);
+                }
+
+                if (outcome.Status == ApprovalStatus.Withdrawn)
+                {
+                    // Cancelled (basic/utilities/cancellation: no answer is due) or the session ended.
+                    if (!context.RequestAborted.IsCancellationRequested)
+                    {
+                        context.Response.StatusCode = StatusCodes.Status202Accepted;
+                    }
+
+                    return null;
+                }
+
+                if (outcome.Status != ApprovalStatus.Approved)
+                {
+                    refusal = ApprovalMessages.RefusalReason(approval, outcome);
+                }
+
+                approvalId = approval.Id;
+            }
+
+            if (refusal is not null)
+            {
+                context.Response.StatusCode = StatusCodes.Status200OK;
+                context.Response.ContentType = "application/json";
+                scratch.Replies.WriteBlocked(scratch.Buffer, exchange.Id, classifier.ToolName, Policy.Runtime.Decision.Deny(call.Decision.Rule, refusal), refusal);
+                await WriteBufferAsync(context, scratch).ConfigureAwait(false);
+                return null;
+            }
+        }
+
+        return _enforcer.Release(exchange.Id, classifier.ToolName, classifier.ArgumentsJson, exchange.Grant, exchange.Session, approvalId);
     }
 
     private async Task PassThroughAsync(HttpContext context, string grant, string session)
@@ -693,6 +769,12 @@ internal sealed class StreamableHttpProxy
         }
 
         return session.Length > 0 && _sessions.TryGet(session, grant, out HttpSession? known) ? known!.Pins(_logger) : new PinVerifier(_logger);
+    }
+
+    /// <summary>What the abort callback of a held POST needs (a static callback: no closure on the request path).</summary>
+    private sealed class PendingApprovalHandle(ApprovalBroker broker, string id)
+    {
+        public void Withdraw() => broker.Withdraw(id, ApprovalChannel.Cancel);
     }
 
     private sealed class Exchange(RequestId id, KnownMethod method, string grant, string session)
