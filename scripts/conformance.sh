@@ -7,14 +7,15 @@
 #     http          GATEWAY http --upstream FIXTURE_URL                (HTTP → HTTP)
 #     stdio         GATEWAY http -- ConformanceFixture --stdio         (HTTP → stdio, a child per session)
 #     http+deny, stdio+deny   the same with a policy denying test_sampling: only tools-call-sampling
-#                   may change, and it must fail with the policy's reason
+#                   may change, and it must fail with the policy's reason (run by the interpreter,
+#                   `policyc run http`, which must decide as the compiled gateway does; one native build
+#                   less keeps the run short)
 #   client scenarios, with our client (tests/Conformance/ConformanceClient, official C# SDK):
 #     direct        the client's own Streamable HTTP transport
 #     stdio         the client starts GATEWAY stdio --upstream SCENARIO_URL (stdio → HTTP bridge)
 #     http          the client talks to GATEWAY http --upstream SCENARIO_URL
 #
-# GATEWAY is the native executable `policyc build` makes (what users run): one for policies/allow-all.json,
-# one for tests/Conformance/deny-sampling.json. Prints the scenario × mode tables; exits 1 when a mode
+# GATEWAY is the native executable `policyc build` makes of policies/allow-all.json (what users run). Prints the scenario × mode tables; exits 1 when a mode
 # differs from direct other than where the policy acts or as listed in tests/Conformance/known-differences.txt.
 #
 # Environment: CONFORMANCE_WORK (default artifacts/conformance) holds the gateways, logs and results;
@@ -74,19 +75,13 @@ FIXTURE=$CONF/ConformanceFixture/bin/Release/net10.0/ConformanceFixture
 CLIENT=$CONF/ConformanceClient/bin/Release/net10.0/ConformanceClient
 POLICYC=$ROOT/src/PolicyCompiler.Cli/bin/Release/net10.0/policyc.dll
 
-echo "== build: native gateways (policyc build)"
+echo "== build: native gateway (policyc build policies/allow-all.json)"
 ALLOW=$WORK/allow-all-gateway
-DENY=$WORK/deny-gateway
-build_gateway() { # POLICY OUTPUT
-  if [ "${CONFORMANCE_REUSE_GATEWAYS:-0}" = 1 ] && [ -x "$2" ]; then return 0; fi
-  dotnet "$POLICYC" build "$1" -o "$2" >"$WORK/logs/build-$(basename "$2").txt" 2>&1 ||
-    { cat "$WORK/logs/build-$(basename "$2").txt"; return 1; }
-}
-build_gateway "$ROOT/policies/allow-all.json" "$ALLOW" & allow_build=$!
-build_gateway "$CONF/deny-sampling.json" "$DENY" & deny_build=$!
-wait $allow_build
-wait $deny_build
-ls -l "$ALLOW" "$DENY" | awk '{print "  " $5 " bytes  " $NF}'
+if [ "${CONFORMANCE_REUSE_GATEWAYS:-0}" != 1 ] || [ ! -x "$ALLOW" ]; then
+  dotnet "$POLICYC" build "$ROOT/policies/allow-all.json" -o "$ALLOW" >"$WORK/logs/build-gateway.txt" 2>&1 ||
+    { cat "$WORK/logs/build-gateway.txt"; exit 1; }
+fi
+ls -l "$ALLOW" | awk '{print "  " $5 " bytes  " $NF}'
 
 run_server_suite() { # MODE URL
   echo "-- server scenarios: $1 ($2)"
@@ -102,16 +97,17 @@ wait_http "$FIXTURE_URL"
 run_server_suite direct "$FIXTURE_URL"
 
 for policy in allow deny; do
-  gateway=$ALLOW; suffix=""
-  if [ $policy = deny ]; then gateway=$DENY; suffix="+deny"; fi
+  # The HTTP gateway's command up to its options: the native one, or the interpreter with the deny policy.
+  gateway=("$ALLOW" http); suffix=""
+  if [ $policy = deny ]; then gateway=(dotnet "$POLICYC" run http "$CONF/deny-sampling.json"); suffix="+deny"; fi
 
   gport=$(free_port)
-  start "$WORK/logs/gateway-http$suffix.txt" "$gateway" http --listen "127.0.0.1:$gport" --upstream "$FIXTURE_URL"
+  start "$WORK/logs/gateway-http$suffix.txt" "${gateway[@]}" --listen "127.0.0.1:$gport" --upstream "$FIXTURE_URL"
   wait_http "http://127.0.0.1:$gport/mcp"
   run_server_suite "http$suffix" "http://127.0.0.1:$gport/mcp"
 
   gport=$(free_port)
-  start "$WORK/logs/gateway-stdio$suffix.txt" "$gateway" http --listen "127.0.0.1:$gport" -- "$FIXTURE" --stdio
+  start "$WORK/logs/gateway-stdio$suffix.txt" "${gateway[@]}" --listen "127.0.0.1:$gport" -- "$FIXTURE" --stdio
   wait_http "http://127.0.0.1:$gport/mcp"
   run_server_suite "stdio$suffix" "http://127.0.0.1:$gport/mcp"
 done
