@@ -21,7 +21,8 @@ public sealed class LoadCollection
 /// loop and ending with DELETE. Asserted: no transport error, every decision right (and denied calls never reached
 /// the server, counted server-side), the sessions table empty afterwards, no child process and no client connection
 /// left, no socket in CLOSE_WAIT, resident memory bounded. The figures go to the test output (docs/http.md).
-/// POLICYCOMPILER_LOAD_SECONDS, POLICYCOMPILER_LOAD_SESSIONS and POLICYCOMPILER_LOAD_CHILD_SESSIONS override the sizes.
+/// POLICYCOMPILER_LOAD_SECONDS, POLICYCOMPILER_LOAD_SESSIONS and POLICYCOMPILER_LOAD_CHILD_SESSIONS override the sizes;
+/// POLICYCOMPILER_LOAD_NATIVE=1 builds and loads the Native AOT gateway instead of <c>policyc run http</c>.
 /// </summary>
 [Collection(LoadCollection.Name)]
 [Trait("Category", "Load")]
@@ -107,8 +108,32 @@ public sealed class LoadTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.True(peak.Children >= Math.Min(2, sessions), $"at most {peak.Children} children were seen at once");
     }
 
-    private Task<GatewayProcess> StartGatewayAsync(IEnumerable<string> arguments) =>
-        GatewayProcess.StartAsync(Path.Combine(_directory, "load.json"), ["--grants", Path.Combine(_directory, "grants.json"), "--log-level", "Warning", .. arguments]);
+    private async Task<GatewayProcess> StartGatewayAsync(IEnumerable<string> arguments)
+    {
+        string policy = Path.Combine(_directory, "load.json");
+        string? built = Environment.GetEnvironmentVariable("POLICYCOMPILER_LOAD_NATIVE") == "1" ? await BuildNativeGatewayAsync(policy) : null;
+        output.WriteLine(built is null ? "gateway: dotnet policyc.dll run http (interpreter, JIT)" : "gateway: policyc build (Native AOT, policy compiled in)");
+        return await GatewayProcess.StartAsync(policy, ["--grants", Path.Combine(_directory, "grants.json"), "--log-level", "Warning", .. arguments], builtGateway: built);
+    }
+
+    /// <summary>POLICYCOMPILER_LOAD_NATIVE=1: the load policy built into a Native AOT gateway (minutes), as users run it.</summary>
+    private async Task<string> BuildNativeGatewayAsync(string policy)
+    {
+        string executable = Path.Combine(_directory, "load-gateway");
+        string policyc = Path.Combine(Repo.Root, "src", "PolicyCompiler.Cli", "bin", Repo.Configuration, "net10.0", "policyc.dll");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false, WorkingDirectory = Repo.Root };
+        foreach (string argument in new[] { policyc, "build", policy, "-o", executable })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using Process build = Process.Start(start)!;
+        Task<string> stdout = build.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = build.StandardError.ReadToEndAsync();
+        await build.WaitForExitAsync();
+        Assert.True(build.ExitCode == 0 && File.Exists(executable), await stdout + await stderr);
+        return executable;
+    }
 
     /// <summary>Every answer was the expected one; the grant limit admitted exactly its maximum per grant.</summary>
     private static void AssertDecisions(LoadDriver driver)
@@ -116,9 +141,11 @@ public sealed class LoadTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.True(driver.Errors.Count == 0, $"{driver.Errors.Count} errors, e.g.:\n{driver.ErrorSample()}");
         Assert.True(driver.Sessions > 0 && driver.Denied > 0);
         Assert.Equal(driver.Sessions, driver.SessionLimited);
-        foreach ((int grant, int admitted) in driver.GrantAdmitted)
+        foreach ((int grant, int tried) in driver.GrantTried)
         {
-            Assert.True(admitted == LoadDriver.GrantLimit, $"grant {grant}: {admitted} admitted, limit {LoadDriver.GrantLimit}");
+            // Exactly the limit once it was reached (never one more under concurrency); all of them below it.
+            int admitted = driver.GrantAdmitted.GetValueOrDefault(grant);
+            Assert.True(admitted == Math.Min(tried, LoadDriver.GrantLimit), $"grant {grant}: {admitted} of {tried} admitted, limit {LoadDriver.GrantLimit}");
         }
 
         Assert.Equal(driver.GrantAttempts, driver.GrantAdmitted.Values.Sum() + driver.GrantLimited);

@@ -21,4 +21,7 @@ public static class JsonRpcErrorCodes
 
     /// <summary>The upstream's response to this request exceeded the size limit and was discarded.</summary>
     public const int ResponseTooLarge = -32002;
+
+    /// <summary>The upstream server refused the gateway's own credentials (HTTP 401/403 to <c>--upstream-header</c>).</summary>
+    public const int UpstreamUnauthorized = -32003;
 }

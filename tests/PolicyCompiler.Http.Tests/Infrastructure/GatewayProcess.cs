@@ -46,14 +46,19 @@ internal sealed class GatewayProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts <c>dotnet policyc.dll run http POLICY --listen … --admin … --state memory</c> plus <paramref name="arguments"/>.</summary>
-    public static async Task<GatewayProcess> StartAsync(string policyFile, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null)
+    /// <summary>
+    /// Starts <c>dotnet policyc.dll run http POLICY --listen … --admin … --state memory</c> plus <paramref name="arguments"/>,
+    /// or, with <paramref name="builtGateway"/> (a <c>policyc build</c> output, the policy compiled in), that executable's
+    /// <c>http --listen … --admin … --state memory</c>.
+    /// </summary>
+    public static async Task<GatewayProcess> StartAsync(string policyFile, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, string? builtGateway = null)
     {
         string policyc = Path.Combine(Repo.Root, "src", "PolicyCompiler.Cli", "bin", Repo.Configuration, "net10.0", "policyc.dll");
         int port = EverythingServer.FreePort();
         int adminPort = EverythingServer.FreePort();
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (string argument in new[] { policyc, "run", "http", policyFile, "--listen", $"127.0.0.1:{port}", "--admin", $"127.0.0.1:{adminPort}", "--state", "memory" })
+        var start = new ProcessStartInfo(builtGateway ?? "dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        string[] command = builtGateway is null ? [policyc, "run", "http", policyFile] : ["http"];
+        foreach (string argument in (string[])[.. command, "--listen", $"127.0.0.1:{port}", "--admin", $"127.0.0.1:{adminPort}", "--state", "memory"])
         {
             start.ArgumentList.Add(argument);
         }

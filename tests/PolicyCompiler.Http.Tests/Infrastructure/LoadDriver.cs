@@ -35,6 +35,7 @@ internal sealed class LoadDriver
 
     private readonly ConcurrentQueue<string> _errors = new();
     private readonly ConcurrentDictionary<int, int> _grantAdmitted = new();
+    private readonly ConcurrentDictionary<int, int> _grantTried = new();
     private readonly ConcurrentBag<double[]> _latencies = new();
     private int _sessions;
     private int _allowed;
@@ -63,6 +64,9 @@ internal sealed class LoadDriver
 
     /// <summary>Admitted CreateCodeConnection calls per grant index.</summary>
     public IReadOnlyDictionary<int, int> GrantAdmitted => _grantAdmitted;
+
+    /// <summary>CreateCodeConnection calls made per grant index.</summary>
+    public IReadOnlyDictionary<int, int> GrantTried => _grantTried;
 
     /// <summary>Transport errors and wrong answers, as text.</summary>
     public IReadOnlyCollection<string> Errors => _errors;
@@ -134,6 +138,7 @@ internal sealed class LoadDriver
 
                             // Grant scope: the first GrantLimit calls of a grant, over all its sessions, are admitted.
                             Interlocked.Increment(ref _grantAttempts);
+                            _grantTried.AddOrUpdate(grant, 1, static (_, n) => n + 1);
                             CallToolResult ccc = await CallAsync(client, "CreateCodeConnection", latencies);
                             if (ccc.IsError == true)
                             {

@@ -47,12 +47,13 @@ internal sealed class SdkHttpServer : IAsyncDisposable
 
     public Uri Url { get; private set; } = null!;
 
-    public static async Task<SdkHttpServer> StartAsync()
+    /// <summary>Starts on <paramref name="port"/> (0: any free port; a given one lets a test restart "the same" server).</summary>
+    public static async Task<SdkHttpServer> StartAsync(int port = 0)
     {
         SdkHttpServer? self = null;
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
+        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, port));
         var schema = JsonSerializer.SerializeToElement(new JsonObject { ["type"] = "object" });
         builder.Services
             .AddMcpServer(o => o.ServerInfo = new Implementation { Name = "sdk-http-upstream", Version = "1.0.0" })

@@ -76,7 +76,8 @@ public sealed class HttpGateway : IAsyncDisposable
             }
         });
         _app = builder.Build();
-        var admin = new AdminEndpoints(Metrics, _upstream, _upstreamUri, options.UpstreamHeaders, new ApprovalAdminEndpoints(Approvals, options.AdminToken));
+        var readiness = new UpstreamProbe(_upstream, _upstreamUri, options.UpstreamHeaders, upstreamHandler is ChildProcessHandler children ? () => children.Children : null, time);
+        var admin = new AdminEndpoints(Metrics, readiness, new ApprovalAdminEndpoints(Approvals, options.AdminToken));
         _app.Run(context =>
         {
             if (context.Features.Get<IConnectionItemsFeature>()?.Items.ContainsKey(AdminConnectionKey) == true)

@@ -66,13 +66,33 @@ public static class StdioToHttpGateway
 }
 
 /// <summary>
-/// Turns the stdio gateway's upstream side into Streamable HTTP (basic/transports#streamable-http): each
-/// forwarded line is POSTed in order; JSON bodies and every SSE event's data come back as lines. The
-/// session id of the initialize response and the negotiated protocol version go on every later request;
-/// end of input waits for open responses and DELETEs the session.
+/// Turns the stdio gateway's upstream side into Streamable HTTP (basic/transports#streamable-http), as a
+/// client that keeps its session alive by itself:
+/// <code>
+///   forwarded line ─(1) POST ─(2) 404 for the session? ─▶ replay initialize + initialized, POST again
+///                                 (3) 401/403 ─▶ the gateway's credentials were refused: an error for the request
+///                  ◀─(4) JSON body, or SSE events as they come ◀─(5) an SSE stream ended before its response,
+///                                                                    after an event id: GET + Last-Event-ID once retry: passed
+///   (6) after initialize: a GET stream for server-initiated messages, reopened with Last-Event-ID when it drops
+/// </code>
+/// (1) each forwarded line is POSTed in order, with the session id of the initialize response and the
+/// negotiated protocol version; (2) basic/transports#session-management: a 404 to a request that carried a
+/// session id means the server ended the session and the client MUST start a new one — the local client
+/// cannot see HTTP, so the bridge does it with the client's own initialize and initialized (the new
+/// initialize result is not passed on: the client already has one, and a different protocol version is an
+/// error, not a silent switch); (4) bodies become lines; (5)(6) basic/transports#resumability-and-redelivery:
+/// resumption is always a GET with <c>Last-Event-ID</c>, after the <c>retry</c> the server set. A request
+/// the upstream does not answer gets a JSON-RPC error, so the gateway settles it and the client never waits
+/// forever. End of input waits for open responses, closes the GET stream and DELETEs the session.
 /// </summary>
 internal sealed class HttpUpstreamBridge : IDisposable
 {
+    /// <summary>SSE's reconnection time until the server sets one with <c>retry:</c> (the HTML standard leaves the default to the client).</summary>
+    internal static readonly TimeSpan DefaultRetry = TimeSpan.FromSeconds(1);
+
+    /// <summary>Reconnections in a row that bring no event before a stream is given up.</summary>
+    internal const int MaxReconnects = 5;
+
     private static readonly MediaTypeWithQualityHeaderValue Json = new("application/json");
     private static readonly MediaTypeWithQualityHeaderValue EventStream = new("text/event-stream");
     private readonly Uri _upstream;
@@ -83,10 +103,19 @@ internal sealed class HttpUpstreamBridge : IDisposable
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly List<Task> _open = [];
-    private readonly CancellationTokenSource _stopListening = new();
+
+    // Read by response readers and the GET stream while the POST loop may replace them (re-initialization).
+    private volatile string? _sessionId;
+    private volatile string? _protocolVersion;
+
+    // The client's handshake, replayed when the upstream forgets the session.
+    private byte[]? _initialize;
+    private byte[]? _initialized;
+
+    // The session ended upstream and could not be restarted yet: the next message tries again.
+    private bool _sessionLost;
+    private CancellationTokenSource? _listenStop;
     private Task? _listening;
-    private string? _sessionId;
-    private string? _protocolVersion;
 
     public HttpUpstreamBridge(Uri upstream, IReadOnlyList<KeyValuePair<string, string>> headers, HttpMessageHandler? handler, PipeWriter toClient, long maxMessageBytes, ILogger logger)
     {
@@ -128,16 +157,12 @@ internal sealed class HttpUpstreamBridge : IDisposable
             }
 
             await Task.WhenAll(open).ConfigureAwait(false);
-            await _stopListening.CancelAsync().ConfigureAwait(false);
-            if (_listening is not null)
-            {
-                await _listening.ConfigureAwait(false);
-            }
-
+            await StopListeningAsync().ConfigureAwait(false);
             await DeleteSessionAsync(cancellationToken).ConfigureAwait(false);
         }
         finally
         {
+            await StopListeningAsync().ConfigureAwait(false);
             await forwarded.CompleteAsync().ConfigureAwait(false);
             await _toClient.CompleteAsync().ConfigureAwait(false);
         }
@@ -145,12 +170,13 @@ internal sealed class HttpUpstreamBridge : IDisposable
 
     public void Dispose()
     {
-        _stopListening.Dispose();
+        _listenStop?.Dispose();
         _http.Dispose();
         _writeLock.Dispose();
     }
 
-    private HttpRequestMessage NewRequest(HttpMethod method)
+    /// <summary>A request with the gateway's headers; the session and protocol version too unless it opens a session.</summary>
+    private HttpRequestMessage NewRequest(HttpMethod method, bool opensSession = false)
     {
         var request = new HttpRequestMessage(method, _upstream);
         foreach (KeyValuePair<string, string> header in _headers)
@@ -158,41 +184,64 @@ internal sealed class HttpUpstreamBridge : IDisposable
             request.Headers.TryAddWithoutValidation(header.Key, header.Value);
         }
 
-        if (_sessionId is not null)
+        if (!opensSession && _sessionId is { } session)
         {
-            request.Headers.TryAddWithoutValidation("Mcp-Session-Id", _sessionId);
+            request.Headers.TryAddWithoutValidation("Mcp-Session-Id", session);
         }
 
-        if (_protocolVersion is not null)
+        if (!opensSession && _protocolVersion is { } version)
         {
-            request.Headers.TryAddWithoutValidation("MCP-Protocol-Version", _protocolVersion);
+            request.Headers.TryAddWithoutValidation("MCP-Protocol-Version", version);
         }
 
         return request;
     }
 
-    /// <summary>POSTs one message; its response body is read concurrently (a tool call may stream for long) unless the session is still being set up.</summary>
-    private async Task PostAsync(byte[] message, CancellationToken cancellationToken)
+    private HttpRequestMessage NewPost(byte[] message, bool opensSession = false)
     {
-        using HttpRequestMessage request = NewRequest(HttpMethod.Post);
+        HttpRequestMessage request = NewRequest(HttpMethod.Post, opensSession);
         request.Headers.Accept.Add(Json);
         request.Headers.Accept.Add(EventStream);
         request.Content = new ByteArrayContent(message);
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        HttpResponseMessage response;
-        try
+        return request;
+    }
+
+    /// <summary>Steps 1–4 for one message; its response body is read concurrently (a tool call may stream for long) unless the session is still being set up.</summary>
+    private async Task PostAsync(byte[] message, CancellationToken cancellationToken)
+    {
+        RememberHandshake(message);
+        if (_sessionLost && !await TryReinitializeAsync(message, cancellationToken).ConfigureAwait(false))
         {
-            // In order, awaiting the headers: the initialize response's session id must be known before the next message goes out.
-            response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
-        }
-        catch (HttpRequestException e)
-        {
-            GatewayBridgeLog.UpstreamFailed(_logger, e.Message);
-            await AnswerWithErrorAsync(message, "The upstream server cannot be reached: " + e.Message, cancellationToken).ConfigureAwait(false);
             return;
         }
 
-        if (_sessionId is null && response.Headers.TryGetValues("Mcp-Session-Id", out IEnumerable<string>? ids))
+        string? session = _sessionId;
+        HttpResponseMessage? response = await SendPostAsync(message, cancellationToken).ConfigureAwait(false);
+        if (response is null)
+        {
+            return;
+        }
+
+        // Step 2. A response the client sends (to a server request of the ended session) means nothing in a new one.
+        if (response.StatusCode == HttpStatusCode.NotFound && session is not null && _initialize is not null
+            && !IsResponse(new ReadOnlySequence<byte>(message)))
+        {
+            response.Dispose();
+            GatewayBridgeLog.SessionEnded(_logger, session);
+            if (!await TryReinitializeAsync(message, cancellationToken).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            response = await SendPostAsync(message, cancellationToken).ConfigureAwait(false);
+            if (response is null)
+            {
+                return;
+            }
+        }
+
+        if (_sessionId is null && !_sessionLost && response.Headers.TryGetValues("Mcp-Session-Id", out IEnumerable<string>? ids))
         {
             _sessionId = ids.FirstOrDefault();
         }
@@ -214,46 +263,222 @@ internal sealed class HttpUpstreamBridge : IDisposable
         if (_listening is null && _sessionId is not null)
         {
             // After initialize (and the message that followed it): open the stream for server-initiated messages.
-            _listening = ListenAsync(CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopListening.Token));
+            StartListening(cancellationToken);
         }
     }
 
-    /// <summary>
-    /// The GET stream (basic/transports#listening-for-messages-from-the-server): requests and notifications the
-    /// server sends outside any response, e.g. list-changed notifications. A server may not offer one (405).
-    /// </summary>
-    private async Task ListenAsync(CancellationTokenSource stop)
+    /// <summary>Sends one POST; null when the request was already answered with an error (unreachable, credentials refused).</summary>
+    private async Task<HttpResponseMessage?> SendPostAsync(byte[] message, CancellationToken cancellationToken)
     {
-        using (stop)
+        using HttpRequestMessage request = NewPost(message);
+        HttpResponseMessage response;
+        try
+        {
+            // In order, awaiting the headers: the initialize response's session id must be known before the next message goes out.
+            response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (HttpRequestException e)
+        {
+            GatewayBridgeLog.UpstreamFailed(_logger, e.Message);
+            await AnswerWithErrorAsync(message, JsonRpcErrorCodes.UpstreamClosed, "The upstream server cannot be reached: " + e.Message, cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+
+        if (response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
+        {
+            // Step 3. The credentials are the gateway's (--upstream-header), not the client's, so the client can do nothing
+            // but report it. The upstream's WWW-Authenticate challenge is not passed on: it may name realms, scopes or
+            // authorization servers of the upstream, and it is the operator who must act.
+            int status = (int)response.StatusCode;
+            response.Dispose();
+            GatewayBridgeLog.CredentialsRefused(_logger, status);
+            await AnswerWithErrorAsync(message, JsonRpcErrorCodes.UpstreamUnauthorized, UpstreamRefusedCredentials(status), cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+
+        return response;
+    }
+
+    /// <summary>The client-facing text of step 3 (shared with the HTTP gateway's answer).</summary>
+    internal static string UpstreamRefusedCredentials(int status) =>
+        $"The upstream MCP server refused the gateway's credentials (HTTP {status}); the gateway's operator must fix its --upstream-header";
+
+    /// <summary>Keeps the client's initialize and initialized, to replay them if the upstream ends the session.</summary>
+    private void RememberHandshake(byte[] message)
+    {
+        if (_initialized is not null)
+        {
+            return;
+        }
+
+        if (HasMethod(message, "initialize"u8))
+        {
+            _initialize = message;
+        }
+        else if (HasMethod(message, "notifications/initialized"u8))
+        {
+            _initialized = message;
+        }
+    }
+
+    /// <summary>Step 2 for <paramref name="message"/>: a new session, or the message answered with an error saying why there is none.</summary>
+    private async Task<bool> TryReinitializeAsync(byte[] message, CancellationToken cancellationToken)
+    {
+        string? failure = await ReinitializeAsync(cancellationToken).ConfigureAwait(false);
+        _sessionLost = failure is not null;
+        if (failure is null)
+        {
+            return true;
+        }
+
+        GatewayBridgeLog.ReinitializeFailed(_logger, failure);
+        await AnswerWithErrorAsync(message, JsonRpcErrorCodes.UpstreamClosed, "The upstream server ended the MCP session and a new one could not be started: " + failure, cancellationToken).ConfigureAwait(false);
+        return false;
+    }
+
+    /// <summary>Replays the client's initialize and initialized; null on success, else the reason.</summary>
+    private async Task<string?> ReinitializeAsync(CancellationToken cancellationToken)
+    {
+        // The GET stream belonged to the ended session.
+        await StopListeningAsync().ConfigureAwait(false);
+        _sessionId = null;
+        try
+        {
+            string? session;
+            using (HttpRequestMessage request = NewPost(_initialize!, opensSession: true))
+            using (HttpResponseMessage response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false))
+            {
+                if (!response.IsSuccessStatusCode)
+                {
+                    return $"initialize was answered HTTP {(int)response.StatusCode}";
+                }
+
+                session = response.Headers.TryGetValues("Mcp-Session-Id", out IEnumerable<string>? ids) ? ids.FirstOrDefault() : null;
+                var result = new ArrayBufferWriter<byte>();
+                if (!await ReadBodyAsync(response, result, null, cancellationToken).ConfigureAwait(false))
+                {
+                    return "initialize was not answered";
+                }
+
+                string? version = ReadProtocolVersion(new ReadOnlySequence<byte>(result.WrittenMemory));
+                if (version is null)
+                {
+                    return "initialize was answered with an error: " + Encoding.UTF8.GetString(result.WrittenSpan);
+                }
+
+                if (_protocolVersion is { } negotiated && version != negotiated)
+                {
+                    return $"the new session negotiated protocol version {version}, the client's is {negotiated}";
+                }
+            }
+
+            _sessionId = session;
+            if (_initialized is not null)
+            {
+                using HttpRequestMessage notification = NewPost(_initialized);
+                using HttpResponseMessage accepted = await _http.SendAsync(notification, cancellationToken).ConfigureAwait(false);
+                if (!accepted.IsSuccessStatusCode)
+                {
+                    _sessionId = null;
+                    return $"notifications/initialized was answered HTTP {(int)accepted.StatusCode}";
+                }
+            }
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException)
+        {
+            _sessionId = null;
+            return e.Message;
+        }
+
+        GatewayBridgeLog.Reinitialized(_logger, _sessionId ?? "(none)");
+        if (_sessionId is not null)
+        {
+            StartListening(cancellationToken);
+        }
+
+        return null;
+    }
+
+    private void StartListening(CancellationToken cancellationToken)
+    {
+        _listenStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _listening = ListenAsync(_listenStop.Token);
+    }
+
+    private async Task StopListeningAsync()
+    {
+        if (_listenStop is null)
+        {
+            return;
+        }
+
+        await _listenStop.CancelAsync().ConfigureAwait(false);
+        await _listening!.ConfigureAwait(false);
+        _listenStop.Dispose();
+        _listenStop = null;
+        _listening = null;
+    }
+
+    /// <summary>
+    /// Step 6, the GET stream (basic/transports#listening-for-messages-from-the-server): requests and notifications
+    /// the server sends outside any response, e.g. list-changed notifications. A server may not offer one (405).
+    /// When it drops, it is reopened after <c>retry</c> with the last event id seen, so the server can replay what
+    /// the gap would have lost; a 404 means the session ended (the next POST starts a new one, and a new stream).
+    /// </summary>
+    private async Task ListenAsync(CancellationToken stop)
+    {
+        var cursor = new StreamCursor();
+        int failures = 0;
+        while (true)
         {
             try
             {
                 using HttpRequestMessage request = NewRequest(HttpMethod.Get);
                 request.Headers.Accept.Add(EventStream);
-                using HttpResponseMessage response = await _http.SendAsync(request, stop.Token).ConfigureAwait(false);
-                if (!response.IsSuccessStatusCode
-                    || !string.Equals(response.Content.Headers.ContentType?.MediaType, "text/event-stream", StringComparison.OrdinalIgnoreCase))
+                if (cursor.LastEventId is { } last)
+                {
+                    request.Headers.TryAddWithoutValidation("Last-Event-ID", last);
+                }
+
+                using HttpResponseMessage response = await _http.SendAsync(request, stop).ConfigureAwait(false);
+                if (response.StatusCode is HttpStatusCode.MethodNotAllowed or HttpStatusCode.NotFound or HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
                 {
                     return;
                 }
 
-                Stream stream = await response.Content.ReadAsStreamAsync(stop.Token).ConfigureAwait(false);
-                PipeReader reader = PipeReader.Create(stream);
-                try
+                if (response.IsSuccessStatusCode && IsEventStream(response))
                 {
-                    await ReadEventsAsync(reader, stop.Token).ConfigureAwait(false);
-                }
-                finally
-                {
-                    await reader.CompleteAsync().ConfigureAwait(false);
+                    await ReadBodyAsync(response, null, cursor, stop).ConfigureAwait(false);
                 }
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
+                return;
             }
             catch (Exception e) when (e is HttpRequestException or IOException)
             {
                 GatewayBridgeLog.UpstreamFailed(_logger, e.Message);
+            }
+
+            if (stop.IsCancellationRequested)
+            {
+                return;
+            }
+
+            failures = cursor.TakeReceived() ? 1 : failures + 1;
+            if (failures > MaxReconnects)
+            {
+                GatewayBridgeLog.StreamAbandoned(_logger, MaxReconnects);
+                return;
+            }
+
+            try
+            {
+                await Task.Delay(cursor.Retry, stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
             }
         }
     }
@@ -276,40 +501,110 @@ internal sealed class HttpUpstreamBridge : IDisposable
                     return;
                 }
 
-                string? mediaType = response.Content.Headers.ContentType?.MediaType;
-                Stream stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
-                PipeReader reader = PipeReader.Create(stream);
+                var cursor = new StreamCursor();
+                bool broke = false;
                 try
                 {
-                    if (string.Equals(mediaType, "text/event-stream", StringComparison.OrdinalIgnoreCase))
-                    {
-                        answered = await ReadEventsAsync(reader, cancellationToken).ConfigureAwait(false);
-                    }
-                    else if (string.Equals(mediaType, "application/json", StringComparison.OrdinalIgnoreCase))
-                    {
-                        answered = await ReadJsonAsync(reader, cancellationToken).ConfigureAwait(false);
-                    }
+                    answered = await ReadBodyAsync(response, null, cursor, cancellationToken).ConfigureAwait(false);
                 }
-                finally
+                catch (Exception e) when (e is HttpRequestException or IOException)
                 {
-                    await reader.CompleteAsync().ConfigureAwait(false);
+                    GatewayBridgeLog.UpstreamFailed(_logger, e.Message);
+                    broke = true;
                 }
-            }
-            catch (Exception e) when (e is HttpRequestException or IOException)
-            {
-                GatewayBridgeLog.UpstreamFailed(_logger, e.Message);
+
+                // Step 5 (basic/transports, sending messages to the server, 6): the server may close the connection
+                // before the response, once it has sent an event id; the client resumes with GET + Last-Event-ID.
+                // Only a stream the server meant to be resumed is: one it closed itself, or one it gave a retry:
+                // (the revision's "SHOULD send retry before closing"). A server that merely numbers its events and
+                // then breaks would answer the GET with its ordinary server stream, which never brings the response.
+                int failures = 0;
+                while (!answered && cursor.LastEventId is not null && (!broke || cursor.RetrySet) && !cancellationToken.IsCancellationRequested)
+                {
+                    failures = cursor.TakeReceived() ? 1 : failures + 1;
+                    if (failures > MaxReconnects)
+                    {
+                        GatewayBridgeLog.StreamAbandoned(_logger, MaxReconnects);
+                        break;
+                    }
+
+                    await Task.Delay(cursor.Retry, cancellationToken).ConfigureAwait(false);
+                    (answered, bool gone) = await ResumeAsync(cursor, cancellationToken).ConfigureAwait(false);
+                    if (gone)
+                    {
+                        break;
+                    }
+                }
             }
             finally
             {
                 if (!answered)
                 {
-                    await AnswerWithErrorAsync(message, $"The upstream server did not answer (HTTP {(int)response.StatusCode})", cancellationToken).ConfigureAwait(false);
+                    await AnswerWithErrorAsync(message, JsonRpcErrorCodes.UpstreamClosed, $"The upstream server did not answer (HTTP {(int)response.StatusCode})", cancellationToken).ConfigureAwait(false);
                 }
             }
         }
     }
 
-    private async Task<bool> ReadJsonAsync(PipeReader reader, CancellationToken cancellationToken)
+    /// <summary>One resumption of a POST's stream: whether the response came, and whether resuming is pointless (the stream or session is gone).</summary>
+    private async Task<(bool Answered, bool Gone)> ResumeAsync(StreamCursor cursor, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using HttpRequestMessage request = NewRequest(HttpMethod.Get);
+            request.Headers.Accept.Add(EventStream);
+            request.Headers.TryAddWithoutValidation("Last-Event-ID", cursor.LastEventId);
+            using HttpResponseMessage response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            if (response.StatusCode is HttpStatusCode.MethodNotAllowed or HttpStatusCode.NotFound or HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
+            {
+                return (false, true);
+            }
+
+            if (!response.IsSuccessStatusCode || !IsEventStream(response))
+            {
+                return (false, false);
+            }
+
+            return (await ReadBodyAsync(response, null, cursor, cancellationToken).ConfigureAwait(false), false);
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException)
+        {
+            GatewayBridgeLog.UpstreamFailed(_logger, e.Message);
+            return (false, false);
+        }
+    }
+
+    /// <summary>
+    /// Reads a JSON body or an SSE stream to its end, passing each message to the client as a line; true when a
+    /// response was among them. With <paramref name="capture"/>, the response is kept there instead of passed on.
+    /// </summary>
+    private async Task<bool> ReadBodyAsync(HttpResponseMessage response, ArrayBufferWriter<byte>? capture, StreamCursor? cursor, CancellationToken cancellationToken)
+    {
+        string? mediaType = response.Content.Headers.ContentType?.MediaType;
+        bool events = string.Equals(mediaType, "text/event-stream", StringComparison.OrdinalIgnoreCase);
+        if (!events && !string.Equals(mediaType, "application/json", StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+
+        Stream stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        PipeReader reader = PipeReader.Create(stream);
+        try
+        {
+            return events
+                ? await ReadEventsAsync(reader, capture, cursor ?? new StreamCursor(), cancellationToken).ConfigureAwait(false)
+                : await ReadJsonAsync(reader, capture, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await reader.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static bool IsEventStream(HttpResponseMessage response) =>
+        string.Equals(response.Content.Headers.ContentType?.MediaType, "text/event-stream", StringComparison.OrdinalIgnoreCase);
+
+    private async Task<bool> ReadJsonAsync(PipeReader reader, ArrayBufferWriter<byte>? capture, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -322,8 +617,7 @@ internal sealed class HttpUpstreamBridge : IDisposable
                     return false;
                 }
 
-                bool answered = IsResponse(body);
-                await WriteLineAsync(body, cancellationToken).ConfigureAwait(false);
+                bool answered = await EmitAsync(body, capture, cancellationToken).ConfigureAwait(false);
                 reader.AdvanceTo(body.End);
                 return answered;
             }
@@ -332,7 +626,7 @@ internal sealed class HttpUpstreamBridge : IDisposable
         }
     }
 
-    private async Task<bool> ReadEventsAsync(PipeReader reader, CancellationToken cancellationToken)
+    private async Task<bool> ReadEventsAsync(PipeReader reader, ArrayBufferWriter<byte>? capture, StreamCursor cursor, CancellationToken cancellationToken)
     {
         bool answered = false;
         var joined = new ArrayBufferWriter<byte>();
@@ -342,16 +636,16 @@ internal sealed class HttpUpstreamBridge : IDisposable
             ReadOnlySequence<byte> buffer = read.Buffer;
             while (SseEventFramer.TryReadEvent(ref buffer, read.IsCompleted, out ReadOnlySequence<byte> sseEvent))
             {
+                cursor.Read(sseEvent);
                 joined.ResetWrittenCount();
                 int lines = SseEventFramer.ReadData(sseEvent, joined, out ReadOnlySequence<byte> data, out bool otherType);
-                if (lines == 0 || otherType)
+                ReadOnlySequence<byte> payload = lines == 1 ? data : new ReadOnlySequence<byte>(joined.WrittenMemory);
+                if (lines == 0 || otherType || payload.IsEmpty)
                 {
-                    continue; // priming events (an id, no data) and non-message events carry nothing for the client
+                    continue; // priming events (an id, empty data) and non-message events carry nothing for the client
                 }
 
-                ReadOnlySequence<byte> payload = lines == 1 ? data : new ReadOnlySequence<byte>(joined.WrittenMemory);
-                answered |= IsResponse(payload);
-                await WriteLineAsync(payload, cancellationToken).ConfigureAwait(false);
+                answered |= await EmitAsync(payload, capture, cancellationToken).ConfigureAwait(false);
             }
 
             reader.AdvanceTo(buffer.Start, buffer.End);
@@ -360,6 +654,27 @@ internal sealed class HttpUpstreamBridge : IDisposable
                 return answered;
             }
         }
+    }
+
+    /// <summary>Passes one message on (or keeps a response in <paramref name="capture"/>); true when it is a response.</summary>
+    private async Task<bool> EmitAsync(ReadOnlySequence<byte> payload, ArrayBufferWriter<byte>? capture, CancellationToken cancellationToken)
+    {
+        bool response = IsResponse(payload);
+        if (response && capture is not null)
+        {
+            if (capture.WrittenCount == 0)
+            {
+                foreach (ReadOnlyMemory<byte> segment in payload)
+                {
+                    capture.Write(segment.Span);
+                }
+            }
+
+            return true;
+        }
+
+        await WriteLineAsync(payload, cancellationToken).ConfigureAwait(false);
+        return response;
     }
 
     /// <summary>Writes one message as a line, learning the negotiated protocol version from the first response that states one.</summary>
@@ -394,7 +709,7 @@ internal sealed class HttpUpstreamBridge : IDisposable
     }
 
     /// <summary>A request the upstream did not answer gets an error response, so the gateway settles it and the client is not left waiting.</summary>
-    private async Task AnswerWithErrorAsync(byte[] message, string text, CancellationToken cancellationToken)
+    private async Task AnswerWithErrorAsync(byte[] message, int code, string text, CancellationToken cancellationToken)
     {
         string? id = RequestIdOf(message);
         if (id is null)
@@ -410,7 +725,7 @@ internal sealed class HttpUpstreamBridge : IDisposable
             writer.WritePropertyName("id");
             writer.WriteRawValue(id);
             writer.WriteStartObject("error");
-            writer.WriteNumber("code", JsonRpcErrorCodes.UpstreamClosed);
+            writer.WriteNumber("code", code);
             writer.WriteString("message", text);
             writer.WriteEndObject();
             writer.WriteEndObject();
@@ -436,6 +751,36 @@ internal sealed class HttpUpstreamBridge : IDisposable
             // The session expires on the server anyway; the client has already gone.
             GatewayBridgeLog.UpstreamFailed(_logger, e.Message);
         }
+    }
+
+    /// <summary>True when the message is an object whose top-level <c>method</c> is <paramref name="method"/>.</summary>
+    private static bool HasMethod(byte[] message, ReadOnlySpan<byte> method)
+    {
+        var reader = new Utf8JsonReader(message);
+        try
+        {
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                return false;
+            }
+
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                bool isMethod = reader.ValueTextEquals("method"u8);
+                reader.Read();
+                if (isMethod)
+                {
+                    return reader.TokenType == JsonTokenType.String && reader.ValueTextEquals(method);
+                }
+
+                reader.Skip();
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        return false;
     }
 
     /// <summary>The raw id of a request (has method and id), or null for notifications, responses and unreadable text.</summary>
@@ -506,6 +851,69 @@ internal sealed class HttpUpstreamBridge : IDisposable
             return null;
         }
     }
+
+    /// <summary>
+    /// Where a stream stands, for resuming it (HTML Living Standard §9.2.6): the last event id (an <c>id</c> field,
+    /// empty resets it) and the reconnection time (a <c>retry</c> field of digits, milliseconds).
+    /// </summary>
+    private sealed class StreamCursor
+    {
+        public string? LastEventId { get; private set; }
+
+        public TimeSpan Retry { get; private set; } = DefaultRetry;
+
+        /// <summary>True once the server set the reconnection time (it expects to be reconnected to).</summary>
+        public bool RetrySet { get; private set; }
+
+        private bool _received;
+
+        /// <summary>True when an event arrived since the last call (the connection made progress).</summary>
+        public bool TakeReceived()
+        {
+            bool received = _received;
+            _received = false;
+            return received;
+        }
+
+        public void Read(in ReadOnlySequence<byte> sseEvent)
+        {
+            _received = true;
+            var reader = new SequenceReader<byte>(sseEvent);
+            while (reader.TryReadToAny(out ReadOnlySequence<byte> line, "\r\n"u8, advancePastDelimiter: false))
+            {
+                reader.TryRead(out byte terminator);
+                if (terminator == (byte)'\r' && reader.TryPeek(out byte next) && next == (byte)'\n')
+                {
+                    reader.Advance(1);
+                }
+
+                if (line.IsEmpty)
+                {
+                    break;
+                }
+
+                ReadOnlySpan<byte> text = line.IsSingleSegment ? line.FirstSpan : line.ToArray();
+                int colon = text.IndexOf((byte)':');
+                ReadOnlySpan<byte> name = colon < 0 ? text : text[..colon];
+                ReadOnlySpan<byte> value = colon < 0 ? default : text[(colon + 1)..];
+                if (!value.IsEmpty && value[0] == (byte)' ')
+                {
+                    value = value[1..];
+                }
+
+                if (name.SequenceEqual("id"u8) && !value.Contains((byte)0))
+                {
+                    LastEventId = value.IsEmpty ? null : Encoding.UTF8.GetString(value);
+                }
+                else if (name.SequenceEqual("retry"u8) && !value.IsEmpty && !value.ContainsAnyExceptInRange((byte)'0', (byte)'9')
+                    && int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int milliseconds))
+                {
+                    Retry = TimeSpan.FromMilliseconds(milliseconds);
+                    RetrySet = true;
+                }
+            }
+        }
+    }
 }
 
 /// <summary>Log messages of <see cref="HttpUpstreamBridge"/>.</summary>
@@ -516,4 +924,19 @@ internal static partial class GatewayBridgeLog
 
     [LoggerMessage(EventId = 3102, Level = LogLevel.Warning, Message = "Upstream answered HTTP {Status}")]
     public static partial void UpstreamStatus(ILogger logger, int status);
+
+    [LoggerMessage(EventId = 3103, Level = LogLevel.Warning, Message = "The upstream ended MCP session {Session} (HTTP 404); starting a new one with the client's initialize")]
+    public static partial void SessionEnded(ILogger logger, string session);
+
+    [LoggerMessage(EventId = 3104, Level = LogLevel.Information, Message = "New upstream MCP session {Session}")]
+    public static partial void Reinitialized(ILogger logger, string session);
+
+    [LoggerMessage(EventId = 3105, Level = LogLevel.Error, Message = "No new upstream MCP session: {Reason}")]
+    public static partial void ReinitializeFailed(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 3106, Level = LogLevel.Error, Message = "The upstream MCP server refused the gateway's credentials (HTTP {Status}); check --upstream-header")]
+    public static partial void CredentialsRefused(ILogger logger, int status);
+
+    [LoggerMessage(EventId = 3107, Level = LogLevel.Warning, Message = "Gave up an upstream event stream after {Attempts} reconnections without an event")]
+    public static partial void StreamAbandoned(ILogger logger, int attempts);
 }

@@ -358,12 +358,13 @@ internal sealed class StreamableHttpProxy
             int status = (int)upstreamResponse.StatusCode;
 
             // The upstream refusing the gateway's own credentials is the gateway's problem, not the client's:
-            // passing 401 on would send the client to authenticate against a server it cannot see.
+            // passing 401 on would send the client to authenticate against a server it cannot see, so it is a 502
+            // (a bad answer from upstream) with its own code; the upstream's WWW-Authenticate is not passed on.
             if (status is 401 or 403 && !ReferenceEquals(upstreamRequest.Method, HttpMethod.Delete))
             {
                 HttpLog.UpstreamRefusedCredentials(_logger, status);
                 Settle(exchange, UpstreamOutcome.Error, commit: false);
-                await WriteErrorAsync(context, StatusCodes.Status502BadGateway, exchange.Id, JsonRpcErrorCodes.UpstreamClosed, "The upstream MCP server refused the gateway's credentials", scratch).ConfigureAwait(false);
+                await WriteErrorAsync(context, StatusCodes.Status502BadGateway, exchange.Id, JsonRpcErrorCodes.UpstreamUnauthorized, HttpUpstreamBridge.UpstreamRefusedCredentials(status), scratch).ConfigureAwait(false);
                 return;
             }
 
@@ -393,6 +394,12 @@ internal sealed class StreamableHttpProxy
             {
                 // Refused upstream (400, 404 for an expired session, 405...): the call did not run.
                 Settle(exchange, UpstreamOutcome.Error, commit: false);
+                if (status == StatusCodes.Status404NotFound && exchange.Session.Length > 0)
+                {
+                    // basic/transports#session-management: the server ended the session (expired, restarted); the client
+                    // starts a new one, so the gateway forgets this one now rather than at the idle timeout.
+                    _sessions.Remove(exchange.Session);
+                }
             }
 
             Stream upstreamBody = await upstreamResponse.Content.ReadAsStreamAsync(aborted).ConfigureAwait(false);
