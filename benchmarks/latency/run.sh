@@ -50,18 +50,20 @@ gateway="$out/gateway/latency-bench"
 # (and the policy has no limits anyway, so no counter is touched).
 configs="$out/configs.tsv"
 conf() { local IFS=$'\t'; echo "$*"; }
-direct="echo direct"; ours="echo via AOT gateway (stdio)"
+direct="echo direct"; ours="echo via AOT gateway (stdio)"; ours_http="echo via AOT gateway (HTTP)"
 sg="$here/node_modules/.bin/supergateway"; mp="$here/node_modules/.bin/mcp-proxy"
 {
   conf "$direct" "$direct" - stdio - "$out/echo"
   conf "echo via C relay (one more hop, no parsing)" "$direct" - stdio - "$out/relay" "$out/echo"
   conf "$ours" "$direct" - stdio - "$gateway" stdio --state memory -- "$out/echo"
   conf "echo via policyc run (interpreter)" "$direct" "$ours" stdio - dotnet "$policyc" run "$here/policy.json" --state memory -- "$out/echo"
-  conf "echo via supergateway (HTTP, stateful)" "$direct" "$ours" http "http://127.0.0.1:{port}/mcp" \
+  # Like for like with the peers: a stdio server behind Streamable HTTP, one upstream child per session.
+  conf "$ours_http" "$direct" - http "http://127.0.0.1:{port}/mcp" "$gateway" http --listen "127.0.0.1:{port}" --state memory -- "$out/echo"
+  conf "echo via supergateway (HTTP, stateful)" "$direct" "$ours_http" http "http://127.0.0.1:{port}/mcp" \
     "$sg" --stdio "$out/echo" --outputTransport streamableHttp --stateful --port "{port}" --logLevel none
-  conf "echo via supergateway (HTTP, stateless)" "$direct" "$ours" http "http://127.0.0.1:{port}/mcp" \
+  conf "echo via supergateway (HTTP, stateless)" "$direct" "$ours_http" http "http://127.0.0.1:{port}/mcp" \
     "$sg" --stdio "$out/echo" --outputTransport streamableHttp --port "{port}" --logLevel none
-  conf "echo via mcp-proxy (HTTP, stateful)" "$direct" "$ours" http "http://127.0.0.1:{port}/mcp" \
+  conf "echo via mcp-proxy (HTTP, stateful)" "$direct" "$ours_http" http "http://127.0.0.1:{port}/mcp" \
     "$mp" --host 127.0.0.1 --port "{port}" --server stream -- "$out/echo"
   conf "server-everything direct" "server-everything direct" - stdio - "$everything" stdio
   conf "server-everything via AOT gateway (stdio)" "server-everything direct" - stdio - "$gateway" stdio --state memory -- "$everything" stdio
@@ -70,7 +72,7 @@ sg="$here/node_modules/.bin/supergateway"; mp="$here/node_modules/.bin/mcp-proxy
 command="benchmarks/latency/run.sh${*:+ $*}"
 if (( quick )); then
   command="benchmarks/latency/run.sh --quick${*:+ $*}"
-  set -- --rounds 1 --calls 20 --concurrent-calls 40 --in-flight 4 --warmup 5 --starts 1 "$@"
+  set -- --rounds 1 --calls 20 --concurrent-calls 40 --in-flight 4 --warmup 5 --starts 1 --sessions 5 "$@"
 fi
 log "measuring"
 dotnet "$out/driver/LatencyDriver.dll" --configs "$configs" --markdown "$out/report.md" \

@@ -39,6 +39,8 @@ public sealed partial class PolicyGenerator
             "MemoryExtensions = global::System.MemoryExtensions",
             "ArgumentLookup = global::PolicyCompiler.Policy.Runtime.ArgumentLookup",
             "ArgumentPath = global::PolicyCompiler.Policy.Runtime.ArgumentPath",
+            "ArgumentReader = global::PolicyCompiler.Policy.Runtime.ArgumentReader",
+            "ArgumentSlot = global::PolicyCompiler.Policy.Runtime.ArgumentSlot",
             "CounterRequest = global::PolicyCompiler.Policy.Runtime.CounterRequest",
             "CounterReservation = global::PolicyCompiler.Policy.Runtime.CounterReservation",
             "Decision = global::PolicyCompiler.Policy.Runtime.Decision",
@@ -271,6 +273,16 @@ public sealed partial class PolicyGenerator
             private Dictionary<string, string>? _blockLocals;
             private readonly List<string> _regexPatterns = new();
             private int _maxLimits;
+
+            // One-pass argument reading: a block that needs two or more argument paths (in its rules
+            // and its limits' key/increment_from) reads them all with one ArgumentReader into stack
+            // slots, instead of one ArgumentLookup scan of the arguments per path.
+            private readonly Dictionary<string, BlockArguments?> _blockArguments = new(StringComparer.Ordinal);
+            private BlockArguments? _currentArguments;   // the block being written, when it reads slots
+            private bool _slotsRead;                    // ... and the read is already emitted
+            private Dictionary<string, int>? _reserveSlots; // inside Reserve*: path field → slot
+            private int _maxSlots;
+            private readonly Dictionary<string, string> _readerFields = new(StringComparer.Ordinal); // path list → reader field
 
             public Plan(PolicyDocument policy, string className)
             {
@@ -851,6 +863,16 @@ public sealed partial class PolicyGenerator
                     WriteDefault(w);
                 }
 
+                if (_maxSlots > 0)
+                {
+                    w.Line();
+                    w.Line("/// <summary>Room for the argument values a block reads in one pass, on the stack.</summary>");
+                    w.Line("[global::System.Runtime.CompilerServices.InlineArray(" + _maxSlots.ToString(CultureInfo.InvariantCulture) + ")]");
+                    w.Open("private struct ArgumentSlotBuffer");
+                    w.Line("private " + Runtime + "ArgumentSlot _element0;");
+                    w.Close();
+                }
+
                 if (_maxLimits > 0)
                 {
                     w.Line();
@@ -1084,8 +1106,125 @@ public sealed partial class PolicyGenerator
                 ValueSource.Tool => Runtime + "PolicyValue.FromUtf8String(call.NameUtf8)",
                 _ => _blockLocals is not null && _blockLocals.TryGetValue(PathField(path), out string? local)
                     ? local
-                    : Runtime + "ArgumentLookup.Find(call.ArgumentsJson, " + PathField(path) + ")",
+                    : _reserveSlots is not null && _reserveSlots.TryGetValue(PathField(path), out int slot)
+                        ? "slots[" + slot.ToString(CultureInfo.InvariantCulture) + "].ToValue(call.ArgumentsJson)"
+                        : Runtime + "ArgumentLookup.Find(call.ArgumentsJson, " + PathField(path) + ")",
             };
+
+            /// <summary>The argument paths a block reads, in order of first use: its rules' (up to the first that always decides), then its limits'.</summary>
+            private sealed class BlockArguments
+            {
+                public BlockArguments(string readerField, List<string> pathFields, bool reserveReads)
+                {
+                    ReaderField = readerField;
+                    PathFields = pathFields;
+                    ReserveReads = reserveReads;
+                }
+
+                public string ReaderField { get; }
+
+                public List<string> PathFields { get; }
+
+                /// <summary>Whether the block's Reserve method reads slots (a limit has a key or increment_from).</summary>
+                public bool ReserveReads { get; }
+
+                public int Slot(string pathField) => PathFields.IndexOf(pathField);
+            }
+
+            /// <summary>The one-pass reader of the block deciding <paramref name="entry"/>, or null when it reads fewer than two paths.</summary>
+            private BlockArguments? Arguments(ToolEntry? entry)
+            {
+                string name = BlockName(entry);
+                if (_blockArguments.TryGetValue(name, out BlockArguments? known))
+                {
+                    return known;
+                }
+
+                var fields = new List<string>();
+                foreach ((PolicyRule rule, _) in Rules(entry))
+                {
+                    if (rule.When is null)
+                    {
+                        break;
+                    }
+
+                    CollectPaths(rule.When, fields);
+                }
+
+                bool reserveReads = false;
+                foreach ((PolicyLimit limit, _) in Limits(entry))
+                {
+                    foreach (ValuePath? path in new[] { limit.Key, limit.IncrementFrom })
+                    {
+                        if (path is not null && path.Source == ValueSource.Args)
+                        {
+                            reserveReads = true;
+                            AddPath(PathField(path), fields);
+                        }
+                    }
+                }
+
+                BlockArguments? arguments = null;
+                if (fields.Count >= 2)
+                {
+                    // Blocks that read the same paths (the `*` layer's, typically) share one reader.
+                    string list = string.Join(", ", fields);
+                    if (!_readerFields.TryGetValue(list, out string? field))
+                    {
+                        field = "s_reader" + _readerFields.Count.ToString(CultureInfo.InvariantCulture);
+                        _readerFields.Add(list, field);
+                        _staticFields.Add("private static readonly " + Runtime + "ArgumentReader " + field + " = new " + Runtime + "ArgumentReader(" + list + ");");
+                    }
+
+                    arguments = new BlockArguments(field, fields, reserveReads);
+                    _maxSlots = Math.Max(_maxSlots, fields.Count);
+                }
+
+                _blockArguments.Add(name, arguments);
+                return arguments;
+            }
+
+            private void CollectPaths(Condition condition, List<string> fields)
+            {
+                switch (condition)
+                {
+                    case AllCondition all:
+                        foreach (Condition inner in all.Conditions) CollectPaths(inner, fields);
+                        break;
+                    case AnyCondition any:
+                        foreach (Condition inner in any.Conditions) CollectPaths(inner, fields);
+                        break;
+                    case NotCondition not:
+                        CollectPaths(not.Condition, fields);
+                        break;
+                    case TestCondition test when test.Path.Source == ValueSource.Args:
+                        AddPath(PathField(test.Path), fields);
+                        break;
+                }
+            }
+
+            private static void AddPath(string field, List<string> fields)
+            {
+                if (!fields.Contains(field))
+                {
+                    fields.Add(field);
+                }
+            }
+
+            /// <summary>Emits the one pass over the arguments, once per block, just before the first statement that needs it.</summary>
+            private void EnsureSlotsRead(SourceWriter w)
+            {
+                if (_currentArguments is null || _slotsRead)
+                {
+                    return;
+                }
+
+                w.Line("ArgumentSlotBuffer slotBuffer = default;");
+                w.Line("global::System.Span<" + Runtime + "ArgumentSlot> slots = slotBuffer;");
+                w.Line(_currentArguments.ReaderField + ".Read(call.ArgumentsJson, slots); // one pass for "
+                    + _currentArguments.PathFields.Count.ToString(CultureInfo.InvariantCulture) + " paths");
+                _slotsRead = true;
+            }
 
             /// <summary>
             /// Looks up, into locals, the arguments <paramref name="condition"/> reads that no earlier rule
@@ -1110,7 +1249,17 @@ public sealed partial class PolicyGenerator
                         if (!_blockLocals!.ContainsKey(field))
                         {
                             string local = "arg" + field.Substring("s_path".Length);
-                            w.Line("var " + local + " = " + Runtime + "ArgumentLookup.Find(call.ArgumentsJson, " + field + "); // " + Text(test.Path.Text));
+                            if (_currentArguments is not null)
+                            {
+                                EnsureSlotsRead(w);
+                                w.Line("var " + local + " = slots[" + _currentArguments.Slot(field).ToString(CultureInfo.InvariantCulture)
+                                    + "].ToValue(call.ArgumentsJson); // " + Text(test.Path.Text));
+                            }
+                            else
+                            {
+                                w.Line("var " + local + " = " + Runtime + "ArgumentLookup.Find(call.ArgumentsJson, " + field + "); // " + Text(test.Path.Text));
+                            }
+
                             _blockLocals.Add(field, local);
                         }
 
@@ -1226,7 +1375,7 @@ public sealed partial class PolicyGenerator
             private string Allow(ToolEntry? entry, string ruleExpression) =>
                 Limits(entry).Count == 0
                     ? DecisionType + ".Allow(" + ruleExpression + ")"
-                    : "Reserve" + BlockName(entry) + "(in call, " + ruleExpression + ")";
+                    : "Reserve" + BlockName(entry) + "(in call, " + ruleExpression + (Arguments(entry) is { ReserveReads: true } ? ", slots" : string.Empty) + ")";
 
             /// <summary>
             /// The reason a deny or approve rule shows when it writes none. The parser resolves every
@@ -1292,6 +1441,10 @@ public sealed partial class PolicyGenerator
 
                 w.Open("private " + DecisionType + " Evaluate" + name + "(in " + Runtime + "ToolCall call, bool approved)");
                 _blockLocals = new Dictionary<string, string>(StringComparer.Ordinal);
+                BlockArguments? arguments = Arguments(entry);
+                _currentArguments = arguments;
+                _slotsRead = false;
+                bool reserveReads = arguments is { ReserveReads: true };
                 bool reachable = true;
                 foreach ((PolicyRule rule, ToolEntry owner) in rules)
                 {
@@ -1301,6 +1454,11 @@ public sealed partial class PolicyGenerator
                         ToolAction.Approve => "approved ? " + Allow(entry, Literal(rule.Pointer)) + " : " + DecisionType + ".ApprovalRequired(" + Literal(rule.Pointer) + ", " + Literal(RuleReason(rule, owner)) + ")",
                         _ => Allow(entry, Literal(rule.Pointer)),
                     };
+
+                    if (reserveReads && rule.Action != ToolAction.Deny)
+                    {
+                        EnsureSlotsRead(w); // the decision may call Reserve, which takes the slots
+                    }
 
                     if (rule.When is null)
                     {
@@ -1317,8 +1475,15 @@ public sealed partial class PolicyGenerator
 
                 if (reachable)
                 {
+                    if (reserveReads && final.Contains("Reserve" + name + "("))
+                    {
+                        EnsureSlotsRead(w);
+                    }
+
                     w.Line("return " + final + ";");
                 }
+
+                _currentArguments = null;
 
                 w.Close();
 
@@ -1326,14 +1491,28 @@ public sealed partial class PolicyGenerator
                 {
                     _maxLimits = Math.Max(_maxLimits, limits.Count);
                     w.Line();
-                    WriteReserve(w, name, limits);
+                    WriteReserve(w, name, limits, reserveReads ? arguments : null);
                 }
             }
 
-            private void WriteReserve(SourceWriter w, string name, List<(PolicyLimit Limit, ToolEntry Owner)> limits)
+            private void WriteReserve(SourceWriter w, string name, List<(PolicyLimit Limit, ToolEntry Owner)> limits, BlockArguments? arguments)
             {
                 w.Line("/// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>");
-                w.Open("private " + DecisionType + " Reserve" + name + "(in " + Runtime + "ToolCall call, string rule)");
+                if (arguments is null)
+                {
+                    w.Open("private " + DecisionType + " Reserve" + name + "(in " + Runtime + "ToolCall call, string rule)");
+                }
+                else
+                {
+                    // The block's one pass already read the keys and amounts.
+                    w.Open("private " + DecisionType + " Reserve" + name + "(in " + Runtime + "ToolCall call, string rule, global::System.ReadOnlySpan<" + Runtime + "ArgumentSlot> slots)");
+                    _reserveSlots = new Dictionary<string, int>(StringComparer.Ordinal);
+                    for (int i = 0; i < arguments.PathFields.Count; i++)
+                    {
+                        _reserveSlots[arguments.PathFields[i]] = i;
+                    }
+                }
+
                 w.Line("CounterRequestBuffer buffer = default;");
                 w.Line("global::System.Span<" + Runtime + "CounterRequest> requests = buffer;");
                 for (int i = 0; i < limits.Count; i++)
@@ -1377,6 +1556,7 @@ public sealed partial class PolicyGenerator
 
                 w.Close();
                 w.Close();
+                _reserveSlots = null;
             }
 
             /// <summary>A condition in words, for the block comment.</summary>

@@ -159,19 +159,33 @@ public class EquivalenceTests(ITestOutputHelper output)
     /// <summary>One call of a sequence.</summary>
     public sealed record Call(string Tool, string Args, string Grant, string Session, int AdvanceSeconds, bool Commit, bool ViaReserveLimits);
 
+    // Arguments, mostly well-formed; shapes 8-15 are the fail-closed cases the compiled evaluators
+    // read in one pass and the interpreter one path at a time: escaped and duplicated names (also
+    // found after the first copy was read, also deeper), an undecodable name, invalid JSON, trailing
+    // content, arguments that are not an object.
     private static readonly Gen<string> GenArgs =
-        Gen.Select(Gen.OneOfConst(ArgValues).Array[5], Gen.Int[0, 63], Gen.Int[0, 7],
+        Gen.Select(Gen.OneOfConst(ArgValues).Array[5], Gen.Int[0, 63], Gen.Int[0, 15],
             (values, present, shape) =>
             {
                 if (shape == 0) return "";          // no arguments at all
                 var members = new List<string>();
-                if ((present & 1) != 0) members.Add($"\"a\": {values[0]}");
+                if ((present & 1) != 0) members.Add(shape == 8 ? $"\"\\u0061\": {values[0]}" : $"\"a\": {values[0]}");
                 if ((present & 2) != 0) members.Add($"\"n\": {values[1]}");
                 if ((present & 4) != 0) members.Add($"\"items\": [{values[2]}]");
                 if ((present & 8) != 0) members.Add($"\"x.y\": {values[3]}");
-                if ((present & 16) != 0) members.Add($"\"o\": {{\"k\": {values[4]}}}");
+                if ((present & 16) != 0) members.Add(shape == 9 ? $"\"o\": {{\"k\": {values[4]}, \"\\u006b\": 1}}" : $"\"o\": {{\"k\": {values[4]}}}");
                 if ((present & 32) != 0 && shape == 1) members.Add("\"a\": \"dup\"");   // duplicated key: ambiguous
-                return "{" + string.Join(",", members) + "}";
+                if ((present & 32) != 0 && shape == 10) members.Add("\"\\u006f\": {\"k\": 2}"); // "o" again, escaped
+                if (shape == 11) members.Add("\"\\ud800\": 0");                        // a name that does not decode
+                string json = "{" + string.Join(",", members) + "}";
+                return shape switch
+                {
+                    12 => json[..^1],                               // truncated
+                    13 => json + " {}",                             // trailing content
+                    14 => "[" + string.Join(",", values) + "]",     // an array, not an object
+                    15 => values[0],                                // a scalar
+                    _ => json,
+                };
             });
 
     private static readonly Gen<Call> GenCall =

@@ -50,6 +50,12 @@ public sealed class StdioUpstreamResilienceTests
                 // The enforcement is unchanged in the new session.
                 Assert.True((await client.CallToolAsync("add_inline_policy", cancellationToken: timeout.Token)).IsError);
                 Assert.Equal(["list_k8s_resources"], second.Calls);
+
+                // The stream for server-initiated messages was reopened in the new session.
+                while (second.Gets == 0)
+                {
+                    await Task.Delay(20, timeout.Token);
+                }
             }
 
             await toGateway.Writer.CompleteAsync();

@@ -110,6 +110,52 @@ foreach (IDisposable session in sessions.Values)
     session.Dispose();
 }
 
+// 5. Footprint under many HTTP sessions: a fresh process per HTTP configuration, N sessions opened and
+// kept open (each initialized, then a few calls; every session of `http -- COMMAND` has its own upstream
+// child), then a burst of calls on all of them at once; VmHWM of the proxy process itself.
+if (options.Sessions > 0)
+{
+    foreach (ConfigSpec c in configs.Where(c => c.IsHttp))
+    {
+        ConfigResult r = results[c.Name];
+        if (r.Failure is not null)
+        {
+            continue;
+        }
+        var open = new List<HttpSession>();
+        try
+        {
+            ConfigSpec started = c.WithFreePort();
+            Process process = started.Start();
+            var first = new HttpSession(process, new Uri(started.Url));
+            open.Add(first);
+            first.Initialize(TimeSpan.FromSeconds(30));
+            for (int i = 1; i < options.Sessions; i++)
+            {
+                var more = new HttpSession(process, new Uri(started.Url), ownsProcess: false);
+                open.Add(more);
+                more.Initialize(TimeSpan.FromSeconds(30));
+                more.Sequential(new long[2]);
+            }
+            Parallel.ForEach(open, new ParallelOptions { MaxDegreeOfParallelism = options.InFlight }, s => s.Sequential(new long[5]));
+            r.SessionsPeakRssKiB = ReadVmHwm(process.Id);
+        }
+        catch (Exception e)
+        {
+            r.Fail($"{options.Sessions} HTTP sessions", e);
+        }
+        finally
+        {
+            // The extra sessions only close their connections; the first one stops the process.
+            for (int i = open.Count - 1; i >= 0; i--)
+            {
+                open[i].Dispose();
+            }
+        }
+    }
+    Console.Error.WriteLine($"  {options.Sessions} HTTP sessions per HTTP configuration done");
+}
+
 string report = Report.Markdown(configs, results, options);
 Console.WriteLine(report);
 if (options.MarkdownFile is not null)
@@ -190,14 +236,14 @@ namespace LatencyDriver
 {
     /// <summary>Command-line options of the driver.</summary>
     internal sealed record Options(string ConfigFile, int Calls, int ConcurrentCalls, int InFlight, int Rounds, int Warmup, int Starts,
-        string? MarkdownFile, List<(string Label, string Path)> Sizes, string Command)
+        string? MarkdownFile, List<(string Label, string Path)> Sizes, string Command, int Sessions)
     {
         public static Options Parse(string[] args)
         {
             string? config = null;
             string? markdown = null;
             string command = "";
-            int calls = 1000, concurrent = 2000, inFlight = 8, rounds = 5, warmup = 300, starts = 11;
+            int calls = 1000, concurrent = 2000, inFlight = 8, rounds = 5, warmup = 300, starts = 11, sessions = 100;
             var sizes = new List<(string, string)>();
             for (int i = 0; i < args.Length; i++)
             {
@@ -212,6 +258,7 @@ namespace LatencyDriver
                     case "--rounds": rounds = NextInt(); break;
                     case "--warmup": warmup = NextInt(); break;
                     case "--starts": starts = NextInt(); break;
+                    case "--sessions": sessions = NextInt(); break;
                     case "--markdown": markdown = Next(); break;
                     case "--command": command = Next(); break;
                     case "--size":
@@ -222,7 +269,7 @@ namespace LatencyDriver
                     default: throw new ArgumentException($"unknown option {args[i]}");
                 }
             }
-            return new Options(config ?? throw new ArgumentException("--configs FILE is required"), calls, concurrent, inFlight, rounds, warmup, starts, markdown, sizes, command);
+            return new Options(config ?? throw new ArgumentException("--configs FILE is required"), calls, concurrent, inFlight, rounds, warmup, starts, markdown, sizes, command, sessions);
         }
     }
 
@@ -255,6 +302,7 @@ namespace LatencyDriver
         public List<Stats> Concurrent { get; } = [];
         public int? Pid { get; set; }
         public long? PeakRssKiB { get; set; }
+        public long? SessionsPeakRssKiB { get; set; }
         public string? Failure { get; private set; }
 
         public void Fail(string phase, Exception e) => Failure ??= $"{phase}: {e.GetType().Name}: {e.Message}";
@@ -331,6 +379,19 @@ namespace LatencyDriver
                 sb.AppendLine($"| {c.Name} | {Median(r.StartMs).ToString("F1", CultureInfo.InvariantCulture)} | {min} | {rss} |");
             }
             sb.AppendLine();
+            if (o.Sessions > 0 && configs.Any(c => c.IsHttp))
+            {
+                sb.AppendLine($"**Footprint under {o.Sessions} concurrent HTTP sessions** (a fresh process; {o.Sessions} sessions initialized and kept open, a few calls each, then {o.InFlight} at a time; VmHWM of the proxy process itself, not its upstream children)").AppendLine();
+                sb.AppendLine("| configuration | peak RSS MiB |");
+                sb.AppendLine("|---|---:|");
+                foreach (ConfigSpec c in configs.Where(c => c.IsHttp))
+                {
+                    ConfigResult r = results[c.Name];
+                    string rss = r.SessionsPeakRssKiB is long k ? (k / 1024.0).ToString("F1", CultureInfo.InvariantCulture) : "failed: " + r.Failure;
+                    sb.AppendLine($"| {c.Name} | {rss} |");
+                }
+                sb.AppendLine();
+            }
             foreach ((string label, string path) in o.Sizes)
             {
                 long bytes = new FileInfo(path).Length;

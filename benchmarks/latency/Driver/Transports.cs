@@ -560,11 +560,15 @@ internal sealed class HttpSession : IDisposable
     private long _nextId = 1;
     private HttpConnection _main;
 
-    public HttpSession(Process process, Uri url)
+    private readonly bool _ownsProcess;
+
+    /// <summary>A session with the server <paramref name="process"/> serves at <paramref name="url"/>; disposing it stops the process when <paramref name="ownsProcess"/>.</summary>
+    public HttpSession(Process process, Uri url, bool ownsProcess = true)
     {
         Process = process;
         _url = url;
         _main = null!;
+        _ownsProcess = ownsProcess;
     }
 
     public Process Process { get; }
@@ -679,6 +683,11 @@ internal sealed class HttpSession : IDisposable
     public void Dispose()
     {
         _main?.Dispose();
+        if (!_ownsProcess)
+        {
+            return;
+        }
+
         try
         {
             Process.Kill(entireProcessTree: true);

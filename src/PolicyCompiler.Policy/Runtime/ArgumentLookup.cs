@@ -6,13 +6,28 @@ namespace PolicyCompiler.Policy.Runtime;
 /// Finds a value in a call's arguments JSON by path, without allocating. A property name that occurs
 /// twice in an object on the way yields <see cref="PolicyValueKind.Ambiguous"/> (the server might
 /// read either copy, so the policy must not guess). Names are compared decoded, so <c>"a"</c> and
-/// <c>"\u0061"</c> are the same name. Arguments that are not valid JSON are Ambiguous for every
-/// path (fail closed): the policy cannot know how the server would read them.
+/// <c>"\u0061"</c> are the same name; a name whose escapes do not decode (a lone surrogate, which
+/// servers read in different ways) in an object the path searches also yields Ambiguous. Arguments
+/// that are not valid JSON are Ambiguous for every path (fail closed): the policy cannot know how the
+/// server would read them.
 /// </summary>
+/// <remarks>
+/// This is the reference: the interpreter calls it once per path. Compiled evaluators read all the
+/// paths of a block in one pass with <see cref="ArgumentReader"/>, which must give the same values.
+/// </remarks>
 public static class ArgumentLookup
 {
     // Deeper than any real tool's arguments; deeper input is refused (Ambiguous) rather than read.
-    private static readonly JsonReaderOptions ReaderOptions = new() { MaxDepth = 128 };
+    internal static readonly JsonReaderOptions ReaderOptions = new() { MaxDepth = 128 };
+
+    /// <summary>How a property name compares with a name a path asks for.</summary>
+    internal enum NameMatch : byte
+    {
+        No,
+        Yes,
+        /// <summary>The name's escapes do not decode: it cannot be compared, so the object is ambiguous.</summary>
+        Undecodable,
+    }
 
     /// <summary>Finds <paramref name="path"/> in <paramref name="argumentsJson"/> (empty: no arguments, so everything below is missing).</summary>
     public static PolicyValue Find(ReadOnlySpan<byte> argumentsJson, ArgumentPath path)
@@ -72,13 +87,19 @@ public static class ArgumentLookup
         ambiguous = false;
         Utf8JsonReader found = default;
         int matches = 0;
+        bool undecodable = false;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            if (reader.ValueTextEquals(name))
+            switch (MatchName(ref reader, name))
             {
-                // Utf8JsonReader is a struct: a copy is a bookmark we can resume from.
-                found = reader;
-                matches++;
+                case NameMatch.Yes:
+                    // Utf8JsonReader is a struct: a copy is a bookmark we can resume from.
+                    found = reader;
+                    matches++;
+                    break;
+                case NameMatch.Undecodable:
+                    undecodable = true; // keep reading: the rest must still be valid JSON
+                    break;
             }
             reader.Read();
             reader.Skip();
@@ -89,14 +110,42 @@ public static class ArgumentLookup
             ambiguous = true;
             return false;
         }
-        if (matches != 1)
+        if (matches != 1 || undecodable)
         {
-            ambiguous = matches > 1;
+            ambiguous = matches > 1 || undecodable;
             return false;
         }
         reader = found;
         reader.Read();
         return true;
+    }
+
+    /// <summary>Compares the property name under <paramref name="reader"/>, decoded, with <paramref name="name"/>.</summary>
+    internal static NameMatch MatchName(ref Utf8JsonReader reader, ReadOnlySpan<byte> name)
+    {
+        // The arguments are one contiguous span, so ValueSpan is the whole (still escaped) name.
+        if (!reader.ValueIsEscaped) return reader.ValueSpan.SequenceEqual(name) ? NameMatch.Yes : NameMatch.No;
+        return MatchEscapedName(reader.ValueSpan, name);
+    }
+
+    // Not Utf8JsonReader.ValueTextEquals: it throws InvalidOperationException on a lone surrogate,
+    // and whether it gets that far depends on the name it is compared with.
+    private static NameMatch MatchEscapedName(ReadOnlySpan<byte> escaped, ReadOnlySpan<byte> name)
+    {
+        byte[]? rented = null;
+        // Unescaping never lengthens the text, so escaped.Length bytes suffice.
+        Span<byte> buffer = escaped.Length <= JsonText.StackBytes
+            ? stackalloc byte[JsonText.StackBytes]
+            : (rented = System.Buffers.ArrayPool<byte>.Shared.Rent(escaped.Length));
+        try
+        {
+            if (!JsonText.TryUnescape(escaped, buffer, out int written)) return NameMatch.Undecodable;
+            return buffer[..written].SequenceEqual(name) ? NameMatch.Yes : NameMatch.No;
+        }
+        finally
+        {
+            if (rented is not null) System.Buffers.ArrayPool<byte>.Shared.Return(rented);
+        }
     }
 
     private static bool FindElement(ref Utf8JsonReader reader, int index)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using PolicyCompiler.Policy.Language;
 
 namespace PolicyCompiler.Policy.Runtime;
@@ -27,10 +28,20 @@ public sealed class MemoryCounterStore : ICounterStore
     // counters an agent can create at will (one per argument value) do not accumulate forever.
     private const int MinSweepThreshold = 1024;
 
+    // Slots of the recent-counter cache in front of _counters (a power of two).
+    private const int RecentSlots = 32;
+
     private readonly Lock _lock = new();
     private readonly Dictionary<CounterKey, CounterState> _counters = new();
-    private readonly Dictionary<long, ReservationRecord> _reservations = new();
-    private readonly Stack<ReservationRecord> _recordPool = new();
+    private readonly RecentCounter[] _recent = new RecentCounter[RecentSlots];
+    // Open reservations by slot: a reservation's id is (sequence number << SlotBits) | slot, so Commit and
+    // Rollback find the record by index (no dictionary insert and remove per call), and a stale or
+    // repeated id is recognised because the record in the slot carries a different one.
+    private const int SlotBits = 24;
+    private ReservationRecord?[] _open = new ReservationRecord?[8];
+    private int[] _freeSlots = [7, 6, 5, 4, 3, 2, 1, 0];
+    private int _freeCount = 8;
+    private int _openCount;
     private CounterState[] _scratch = new CounterState[4];
     private long _nextReservationId;
     private int _sweepThreshold = MinSweepThreshold;
@@ -44,7 +55,7 @@ public sealed class MemoryCounterStore : ICounterStore
     /// <summary>How many reservations are neither committed nor rolled back.</summary>
     public int OpenReservationCount
     {
-        get { lock (_lock) return _reservations.Count; }
+        get { lock (_lock) return _openCount; }
     }
 
     /// <summary>The amount currently counted in a counter's window at <paramref name="now"/> (0 for an unknown counter).</summary>
@@ -98,16 +109,18 @@ public sealed class MemoryCounterStore : ICounterStore
                 }
 
                 // Phase 2: everything fits; record the amounts under one reservation id.
-                ReservationRecord record = _recordPool.Count > 0 ? _recordPool.Pop() : new ReservationRecord();
-                record.Clear();
-                long id = ++_nextReservationId;
+                if (_freeCount == 0) GrowSlots();
+                int slot = _freeSlots[--_freeCount];
+                ReservationRecord record = _open[slot] ??= new ReservationRecord();
+                long id = (++_nextReservationId << SlotBits) | (uint)slot;
+                record.Id = id;
                 for (int i = 0; i < requests.Length; i++)
                 {
                     CounterState state = states[i];
                     long entry = state.Add(requests[i].Amount, nowTicks);
                     record.Add(state, entry, requests[i].Amount);
                 }
-                _reservations.Add(id, record);
+                _openCount++;
                 reservation = new CounterReservation(this, id);
                 return true;
             }
@@ -132,12 +145,12 @@ public sealed class MemoryCounterStore : ICounterStore
         if (!ReferenceEquals(reservation.Store, this)) return;
         lock (_lock)
         {
-            if (!_reservations.Remove(reservation.Id, out var record)) return;
+            if (Find(reservation.Id) is not { } record) return;
             for (int i = 0; i < record.Count; i++)
             {
                 record.States[i].Commit();
             }
-            Release(record);
+            Release(record, reservation.Id);
         }
     }
 
@@ -147,33 +160,76 @@ public sealed class MemoryCounterStore : ICounterStore
         if (!ReferenceEquals(reservation.Store, this)) return;
         lock (_lock)
         {
-            if (!_reservations.Remove(reservation.Id, out var record)) return;
+            if (Find(reservation.Id) is not { } record) return;
             for (int i = 0; i < record.Count; i++)
             {
                 record.States[i].Refund(record.Entries[i], record.Amounts[i]);
             }
-            Release(record);
+            Release(record, reservation.Id);
         }
     }
 
-    private void Release(ReservationRecord record)
+    // The open record of a reservation id; null when it was already committed or rolled back.
+    private ReservationRecord? Find(long id)
+    {
+        long slot = id & ((1L << SlotBits) - 1);
+        return slot < _open.Length && _open[slot] is { } record && record.Id == id ? record : null;
+    }
+
+    // The record stays in its slot (reused by the next reservation there); only its id is retired.
+    private void Release(ReservationRecord record, long id)
     {
         record.Clear();
-        _recordPool.Push(record);
+        record.Id = 0;
+        _freeSlots[_freeCount++] = (int)(id & ((1L << SlotBits) - 1));
+        _openCount--;
+    }
+
+    private void GrowSlots()
+    {
+        int capacity = _open.Length * 2;
+        if (capacity > 1 << SlotBits) throw new InvalidOperationException("too many open reservations (every reservation must be committed or rolled back)");
+        int old = _open.Length;
+        Array.Resize(ref _open, capacity);
+        Array.Resize(ref _freeSlots, capacity);
+        for (int slot = capacity - 1; slot >= old; slot--)
+        {
+            _freeSlots[_freeCount++] = slot;
+        }
     }
 
     private CounterState GetOrCreate(in CounterRequest request, long nowTicks)
     {
+        // The dictionary hashes three strings per lookup (Marvin, randomised: the session id and the
+        // argument key come from the agent), which was the largest single cost of a reservation. The
+        // counter name is a constant of the evaluator and the scope key the session's or grant's own
+        // string, the same objects call after call: a small cache keyed by their identity answers
+        // without hashing their text. The argument key (a new string per call) is compared, not hashed.
+        ref RecentCounter recent = ref _recent[
+            (RuntimeHelpers.GetHashCode(request.Counter) ^ (RuntimeHelpers.GetHashCode(request.ScopeKey) * 31)) & (RecentSlots - 1)];
+        if (ReferenceEquals(recent.Name, request.Counter) && ReferenceEquals(recent.Scope, request.ScopeKey)
+            && string.Equals(recent.Argument, request.ArgumentKey, StringComparison.Ordinal))
+        {
+            return recent.State!;
+        }
+
         var key = new CounterKey(request.Counter, request.ScopeKey, request.ArgumentKey);
-        if (_counters.TryGetValue(key, out var state)) return state;
-        if (_counters.Count >= _sweepThreshold) Sweep(nowTicks);
-        state = new CounterState(request.WindowSeconds, request.Alignment);
-        _counters.Add(key, state);
+        if (!_counters.TryGetValue(key, out var state))
+        {
+            if (_counters.Count >= _sweepThreshold) Sweep(nowTicks);
+            state = new CounterState(request.WindowSeconds, request.Alignment);
+            _counters.Add(key, state);
+        }
+
+        // Only Sweep removes counters, and it empties the cache: a cached state is always the one
+        // the dictionary holds for its key.
+        recent = new RecentCounter(request.Counter, request.ScopeKey, request.ArgumentKey, state);
         return state;
     }
 
     private void Sweep(long nowTicks)
     {
+        Array.Clear(_recent);
         foreach (var (key, state) in _counters)
         {
             state.Advance(nowTicks);
@@ -187,6 +243,9 @@ public sealed class MemoryCounterStore : ICounterStore
 
     private readonly record struct CounterKey(string Name, string Scope, string? Argument);
 
+    /// <summary>A counter found recently, by the identity of its name and scope strings.</summary>
+    private readonly record struct RecentCounter(string? Name, string? Scope, string? Argument, CounterState? State);
+
     /// <summary>One counter's window. Guarded by the store's lock.</summary>
     private sealed class CounterState
     {
@@ -194,7 +253,8 @@ public sealed class MemoryCounterStore : ICounterStore
         private readonly bool _calendar;
 
         // Sliding: a ring of (timestamp, amount); entry number n lives at n % capacity while
-        // _head <= n < _tail. Entry numbers identify entries for a rollback.
+        // _head <= n < _tail. Entry numbers identify entries for a rollback. The capacity is a power
+        // of two (4, doubled by Grow), so n % capacity is n & (capacity - 1): no division per access.
         private long[] _times = new long[4];
         private double[] _amounts = new double[4];
         private long _head;
@@ -239,9 +299,9 @@ public sealed class MemoryCounterStore : ICounterStore
 
             long at = Math.Max(nowTicks, _latest);
             long cutoff = at - _windowTicks;
-            while (_head < _tail && _times[_head % _times.Length] <= cutoff)
+            while (_head < _tail && _times[_head & (_times.Length - 1)] <= cutoff)
             {
-                Sum -= _amounts[_head % _amounts.Length];
+                Sum -= _amounts[_head & (_amounts.Length - 1)];
                 _head++;
             }
             // Refunds and removals in floating point can leave dust; an empty window is exactly zero.
@@ -262,10 +322,10 @@ public sealed class MemoryCounterStore : ICounterStore
             double excess = Sum + amount - max;
             for (long n = _head; n < _tail; n++)
             {
-                excess -= _amounts[n % _amounts.Length];
+                excess -= _amounts[n & (_amounts.Length - 1)];
                 if (excess <= 0)
                 {
-                    return TimeSpan.FromTicks(Math.Max(0, _times[n % _times.Length] + _windowTicks - nowTicks));
+                    return TimeSpan.FromTicks(Math.Max(0, _times[n & (_times.Length - 1)] + _windowTicks - nowTicks));
                 }
             }
             // Only reachable when the excess is pending in this very call; that frees when the call's own entries would.
@@ -283,8 +343,8 @@ public sealed class MemoryCounterStore : ICounterStore
             long at = Math.Max(nowTicks, _latest);
             _latest = at;
             long n = _tail++;
-            _times[n % _times.Length] = at;
-            _amounts[n % _amounts.Length] = amount;
+            _times[n & (_times.Length - 1)] = at;
+            _amounts[n & (_amounts.Length - 1)] = amount;
             return n;
         }
 
@@ -299,7 +359,7 @@ public sealed class MemoryCounterStore : ICounterStore
             }
             if (entry < _head || entry >= _tail) return; // already left the window
             // The entry stays in the ring with nothing in it: order and numbering stay intact.
-            _amounts[entry % _amounts.Length] = 0;
+            _amounts[entry & (_amounts.Length - 1)] = 0;
             Sum -= amount;
             if (Sum < 0) Sum = 0;
         }
@@ -313,8 +373,8 @@ public sealed class MemoryCounterStore : ICounterStore
             var amounts = new double[capacity];
             for (long n = _head; n < _tail; n++)
             {
-                times[n % capacity] = _times[n % _times.Length];
-                amounts[n % capacity] = _amounts[n % _amounts.Length];
+                times[n & (capacity - 1)] = _times[n & (_times.Length - 1)];
+                amounts[n & (capacity - 1)] = _amounts[n & (_amounts.Length - 1)];
             }
             _times = times;
             _amounts = amounts;
@@ -330,6 +390,7 @@ public sealed class MemoryCounterStore : ICounterStore
         public long[] Entries = new long[2];
         public double[] Amounts = new double[2];
         public int Count;
+        public long Id; // of the open reservation it holds; 0 when free
 
         public void Add(CounterState state, long entry, double amount)
         {
@@ -347,7 +408,8 @@ public sealed class MemoryCounterStore : ICounterStore
 
         public void Clear()
         {
-            Array.Clear(States, 0, Count);
+            // One or two entries, typically: a loop beats Array.Clear's call.
+            for (int i = 0; i < Count; i++) States[i] = null!;
             Count = 0;
         }
     }

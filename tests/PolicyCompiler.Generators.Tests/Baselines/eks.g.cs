@@ -6,6 +6,8 @@ namespace PolicyCompiler.Generated
     using MemoryExtensions = global::System.MemoryExtensions;
     using ArgumentLookup = global::PolicyCompiler.Policy.Runtime.ArgumentLookup;
     using ArgumentPath = global::PolicyCompiler.Policy.Runtime.ArgumentPath;
+    using ArgumentReader = global::PolicyCompiler.Policy.Runtime.ArgumentReader;
+    using ArgumentSlot = global::PolicyCompiler.Policy.Runtime.ArgumentSlot;
     using CounterRequest = global::PolicyCompiler.Policy.Runtime.CounterRequest;
     using CounterReservation = global::PolicyCompiler.Policy.Runtime.CounterReservation;
     using Decision = global::PolicyCompiler.Policy.Runtime.Decision;
@@ -58,8 +60,10 @@ namespace PolicyCompiler.Generated
         private static readonly ArgumentPath s_path0 = new ArgumentPath("args.namespace", new PathStep[] { new PathStep("namespace"u8.ToArray(), -1) });
         private static readonly ArgumentPath s_path1 = new ArgumentPath("args.force", new PathStep[] { new PathStep("force"u8.ToArray(), -1) });
         private static readonly ArgumentPath s_path2 = new ArgumentPath("args.cluster_name", new PathStep[] { new PathStep("cluster_name"u8.ToArray(), -1) });
+        private static readonly ArgumentReader s_reader0 = new ArgumentReader(s_path0, s_path1, s_path2);
         private static readonly ArgumentPath s_path3 = new ArgumentPath("args.operation", new PathStep[] { new PathStep("operation"u8.ToArray(), -1) });
         private static readonly ArgumentPath s_path4 = new ArgumentPath("args.kind", new PathStep[] { new PathStep("kind"u8.ToArray(), -1) });
+        private static readonly ArgumentReader s_reader1 = new ArgumentReader(s_path4, s_path0, s_path3, s_path2);
 
         /// <summary>Creates the evaluator with its clock, counter store and regex timeout.</summary>
         public EksPolicyEvaluator(PolicyEvaluatorOptions? options = null)
@@ -296,20 +300,23 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 10 per 60 s per grant and "args.cluster_name" on counter "apply_yaml_rate" ["/tools/apply_yaml/limits/0"]
         private Decision EvaluateTool3_apply_yaml(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.namespace"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg0, "kube-system"u8), PolicyOps.Eq(arg0, "kube-public"u8)), PolicyOps.Eq(arg0, "kube-node-lease"u8)), ToolAction.Deny)) return Decision.Deny("/tools/apply_yaml/rules/0", "system namespaces are off limits");
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.force"
-            if (PolicyOps.Fires(PolicyOps.Eq(arg1, true), ToolAction.Approve)) return approved ? ReserveTool3_apply_yaml(in call, "/tools/apply_yaml/rules/1") : Decision.ApprovalRequired("/tools/apply_yaml/rules/1", "force-applying overwrites existing resources");
-            return ReserveTool3_apply_yaml(in call, "/tools/apply_yaml");
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.force"
+            if (PolicyOps.Fires(PolicyOps.Eq(arg1, true), ToolAction.Approve)) return approved ? ReserveTool3_apply_yaml(in call, "/tools/apply_yaml/rules/1", slots) : Decision.ApprovalRequired("/tools/apply_yaml/rules/1", "force-applying overwrites existing resources");
+            return ReserveTool3_apply_yaml(in call, "/tools/apply_yaml", slots);
         }
 
         /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
-        private Decision ReserveTool3_apply_yaml(in ToolCall call, string rule)
+        private Decision ReserveTool3_apply_yaml(in ToolCall call, string rule, global::System.ReadOnlySpan<ArgumentSlot> slots)
         {
             CounterRequestBuffer buffer = default;
             global::System.Span<CounterRequest> requests = buffer;
             requests[0] = new CounterRequest("eks_calls", 60, WindowAlignment.Sliding, call.Session, null, 1d, 120d);
-            requests[1] = new CounterRequest("apply_yaml_rate", 60, WindowAlignment.Sliding, call.Grant, LimitArguments.KeyText(ArgumentLookup.Find(call.ArgumentsJson, s_path2)), 1d, 10d);
+            requests[1] = new CounterRequest("apply_yaml_rate", 60, WindowAlignment.Sliding, call.Grant, LimitArguments.KeyText(slots[2].ToValue(call.ArgumentsJson)), 1d, 10d);
             if (_counters.TryReserve(requests.Slice(0, 2), _time.GetUtcNow(), out CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))
             {
                 return Decision.Allow(rule, reservation);
@@ -652,24 +659,27 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 20 per 60 s per grant and "args.cluster_name" on counter "k8s_resource_calls" ["/tools/manage_k8s_resource/limits/0"]
         private Decision EvaluateTool16_manage_k8s_resource(in ToolCall call, bool approved)
         {
-            var arg4 = ArgumentLookup.Find(call.ArgumentsJson, s_path4); // "args.kind"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader1.Read(call.ArgumentsJson, slots); // one pass for 4 paths
+            var arg4 = slots[0].ToValue(call.ArgumentsJson); // "args.kind"
             if (PolicyOps.Fires(PolicyOps.Eq(arg4, "Secret"u8), ToolAction.Deny)) return Decision.Deny("/tools/manage_k8s_resource/rules/0", "Kubernetes Secrets are not handled through the agent");
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            var arg0 = slots[1].ToValue(call.ArgumentsJson); // "args.namespace"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg0, "kube-system"u8), PolicyOps.Eq(arg0, "kube-public"u8)), PolicyOps.Eq(arg0, "kube-node-lease"u8)), ToolAction.Deny)) return Decision.Deny("/tools/manage_k8s_resource/rules/1", "system namespaces are off limits");
-            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.operation"
-            if (PolicyOps.Fires(PolicyOps.Eq(arg3, "read"u8), ToolAction.Allow)) return ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/2");
-            if (PolicyOps.Fires(PolicyOps.Eq(arg3, "delete"u8), ToolAction.Approve)) return approved ? ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/3") : Decision.ApprovalRequired("/tools/manage_k8s_resource/rules/3", "deleting a Kubernetes resource needs a human");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg3, "create"u8), PolicyOps.Eq(arg3, "replace"u8)), PolicyOps.Eq(arg3, "patch"u8)), ToolAction.Allow)) return ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/4");
+            var arg3 = slots[2].ToValue(call.ArgumentsJson); // "args.operation"
+            if (PolicyOps.Fires(PolicyOps.Eq(arg3, "read"u8), ToolAction.Allow)) return ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/2", slots);
+            if (PolicyOps.Fires(PolicyOps.Eq(arg3, "delete"u8), ToolAction.Approve)) return approved ? ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/3", slots) : Decision.ApprovalRequired("/tools/manage_k8s_resource/rules/3", "deleting a Kubernetes resource needs a human");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg3, "create"u8), PolicyOps.Eq(arg3, "replace"u8)), PolicyOps.Eq(arg3, "patch"u8)), ToolAction.Allow)) return ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/4", slots);
             return Decision.Deny("/tools/manage_k8s_resource/action", "unknown operation for manage_k8s_resource");
         }
 
         /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
-        private Decision ReserveTool16_manage_k8s_resource(in ToolCall call, string rule)
+        private Decision ReserveTool16_manage_k8s_resource(in ToolCall call, string rule, global::System.ReadOnlySpan<ArgumentSlot> slots)
         {
             CounterRequestBuffer buffer = default;
             global::System.Span<CounterRequest> requests = buffer;
             requests[0] = new CounterRequest("eks_calls", 60, WindowAlignment.Sliding, call.Session, null, 1d, 120d);
-            requests[1] = new CounterRequest("k8s_resource_calls", 60, WindowAlignment.Sliding, call.Grant, LimitArguments.KeyText(ArgumentLookup.Find(call.ArgumentsJson, s_path2)), 1d, 20d);
+            requests[1] = new CounterRequest("k8s_resource_calls", 60, WindowAlignment.Sliding, call.Grant, LimitArguments.KeyText(slots[3].ToValue(call.ArgumentsJson)), 1d, 20d);
             if (_counters.TryReserve(requests.Slice(0, 2), _time.GetUtcNow(), out CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))
             {
                 return Decision.Allow(rule, reservation);
@@ -730,6 +740,13 @@ namespace PolicyCompiler.Generated
             {
                 default: return Decision.RateLimited("/tools/*/limits/0", "rate limit 'eks_calls' allows 120 per minute per session", "eks_calls", retryAfter);
             }
+        }
+
+        /// <summary>Room for the argument values a block reads in one pass, on the stack.</summary>
+        [global::System.Runtime.CompilerServices.InlineArray(4)]
+        private struct ArgumentSlotBuffer
+        {
+            private ArgumentSlot _element0;
         }
 
         /// <summary>Room for the counter requests of one call, on the stack.</summary>

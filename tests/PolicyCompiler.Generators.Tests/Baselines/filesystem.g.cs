@@ -6,6 +6,8 @@ namespace PolicyCompiler.Generated
     using MemoryExtensions = global::System.MemoryExtensions;
     using ArgumentLookup = global::PolicyCompiler.Policy.Runtime.ArgumentLookup;
     using ArgumentPath = global::PolicyCompiler.Policy.Runtime.ArgumentPath;
+    using ArgumentReader = global::PolicyCompiler.Policy.Runtime.ArgumentReader;
+    using ArgumentSlot = global::PolicyCompiler.Policy.Runtime.ArgumentSlot;
     using CounterRequest = global::PolicyCompiler.Policy.Runtime.CounterRequest;
     using CounterReservation = global::PolicyCompiler.Policy.Runtime.CounterReservation;
     using Decision = global::PolicyCompiler.Policy.Runtime.Decision;
@@ -54,6 +56,7 @@ namespace PolicyCompiler.Generated
         private static readonly ArgumentPath s_path0 = new ArgumentPath("args.path", new PathStep[] { new PathStep("path"u8.ToArray(), -1) });
         private static readonly ArgumentPath s_path1 = new ArgumentPath("args.source", new PathStep[] { new PathStep("source"u8.ToArray(), -1) });
         private static readonly ArgumentPath s_path2 = new ArgumentPath("args.destination", new PathStep[] { new PathStep("destination"u8.ToArray(), -1) });
+        private static readonly ArgumentReader s_reader0 = new ArgumentReader(s_path0, s_path1, s_path2);
         private static readonly GlobPattern s_glob0 = new GlobPattern("/srv/workspace/.git/*");
 
         /// <summary>Creates the evaluator with its clock, counter store and regex timeout.</summary>
@@ -210,9 +213,12 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 30 per 60 s per grant on counter "fs_writes" ["/tools/create_directory/limits/0"]
         private Decision EvaluateTool1_create_directory(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return ReserveTool1_create_directory(in call, "/tools/create_directory");
@@ -241,9 +247,12 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool2_directory_tree(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/directory_tree");
@@ -257,9 +266,12 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 30 per 60 s per grant on counter "fs_writes" ["/tools/edit_file/limits/0"]
         private Decision EvaluateTool3_edit_file(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             if (PolicyOps.Fires(PolicyOps.Glob(arg0, s_glob0), ToolAction.Deny)) return Decision.Deny("/tools/edit_file/rules/0", "the .git directory is managed by git, not by the agent");
@@ -289,9 +301,12 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool4_get_file_info(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/get_file_info");
@@ -303,9 +318,12 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool5_list_allowed_directories(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/list_allowed_directories");
@@ -317,9 +335,12 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool6_list_directory(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/list_directory");
@@ -331,9 +352,12 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool7_list_directory_with_sizes(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/list_directory_with_sizes");
@@ -346,9 +370,12 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 30 per 60 s per grant on counter "fs_writes" ["/tools/move_file/limits/0"]
         private Decision EvaluateTool8_move_file(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return approved ? ReserveTool8_move_file(in call, "/tools/move_file/action") : Decision.ApprovalRequired("/tools/move_file/action", "moving files needs a human");
@@ -377,9 +404,12 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool9_read_media_file(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/read_media_file");
@@ -391,9 +421,12 @@ namespace PolicyCompiler.Generated
         //   otherwise deny ("read files one at a time with read_text_file so each path is checked")
         private Decision EvaluateTool10_read_multiple_files(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Deny("/tools/read_multiple_files/action", "read files one at a time with read_text_file so each path is checked");
@@ -405,9 +438,12 @@ namespace PolicyCompiler.Generated
         //   otherwise allow
         private Decision EvaluateTool11_read_text_file(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/read_text_file");
@@ -420,9 +456,12 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 20 per 60 s per grant on counter "fs_searches" ["/tools/search_files/limits/0"]
         private Decision EvaluateTool12_search_files(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return ReserveTool12_search_files(in call, "/tools/search_files");
@@ -453,9 +492,12 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 30 per 60 s per grant on counter "fs_writes" ["/tools/write_file/limits/0"]
         private Decision EvaluateTool13_write_file(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             if (PolicyOps.Fires(PolicyOps.Glob(arg0, s_glob0), ToolAction.Deny)) return Decision.Deny("/tools/write_file/rules/0", "the .git directory is managed by git, not by the agent");
@@ -485,12 +527,22 @@ namespace PolicyCompiler.Generated
         //   otherwise deny ("tool is not in the filesystem allow-list")
         private Decision EvaluateDefault(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.path"
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.source"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.destination"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Deny("/default", "tool is not in the filesystem allow-list");
+        }
+
+        /// <summary>Room for the argument values a block reads in one pass, on the stack.</summary>
+        [global::System.Runtime.CompilerServices.InlineArray(3)]
+        private struct ArgumentSlotBuffer
+        {
+            private ArgumentSlot _element0;
         }
 
         /// <summary>Room for the counter requests of one call, on the stack.</summary>

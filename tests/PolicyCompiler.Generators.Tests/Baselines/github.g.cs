@@ -6,6 +6,8 @@ namespace PolicyCompiler.Generated
     using MemoryExtensions = global::System.MemoryExtensions;
     using ArgumentLookup = global::PolicyCompiler.Policy.Runtime.ArgumentLookup;
     using ArgumentPath = global::PolicyCompiler.Policy.Runtime.ArgumentPath;
+    using ArgumentReader = global::PolicyCompiler.Policy.Runtime.ArgumentReader;
+    using ArgumentSlot = global::PolicyCompiler.Policy.Runtime.ArgumentSlot;
     using CounterRequest = global::PolicyCompiler.Policy.Runtime.CounterRequest;
     using CounterReservation = global::PolicyCompiler.Policy.Runtime.CounterReservation;
     using Decision = global::PolicyCompiler.Policy.Runtime.Decision;
@@ -54,9 +56,13 @@ namespace PolicyCompiler.Generated
         private readonly global::System.TimeSpan _regexTimeout;
         private static readonly ArgumentPath s_path0 = new ArgumentPath("args.owner", new PathStep[] { new PathStep("owner"u8.ToArray(), -1) });
         private static readonly ArgumentPath s_path1 = new ArgumentPath("args.repo", new PathStep[] { new PathStep("repo"u8.ToArray(), -1) });
+        private static readonly ArgumentReader s_reader0 = new ArgumentReader(s_path0, s_path1);
         private static readonly ArgumentPath s_path2 = new ArgumentPath("args.branch", new PathStep[] { new PathStep("branch"u8.ToArray(), -1) });
         private static readonly ArgumentPath s_path3 = new ArgumentPath("args.path", new PathStep[] { new PathStep("path"u8.ToArray(), -1) });
+        private static readonly ArgumentReader s_reader1 = new ArgumentReader(s_path0, s_path2, s_path3, s_path1);
         private static readonly ArgumentPath s_path4 = new ArgumentPath("args.merge_method", new PathStep[] { new PathStep("merge_method"u8.ToArray(), -1) });
+        private static readonly ArgumentReader s_reader2 = new ArgumentReader(s_path0, s_path4);
+        private static readonly ArgumentReader s_reader3 = new ArgumentReader(s_path0, s_path2, s_path1);
 
         /// <summary>Creates the evaluator with its clock, counter store and regex timeout.</summary>
         public GithubPolicyEvaluator(PolicyEvaluatorOptions? options = null)
@@ -245,18 +251,21 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 20 per 3600 s per grant and "args.repo" on counter "comments" ["/tools/add_issue_comment/limits/0"]
         private Decision EvaluateTool2_add_issue_comment(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 2 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
-            return ReserveTool2_add_issue_comment(in call, "/tools/add_issue_comment");
+            return ReserveTool2_add_issue_comment(in call, "/tools/add_issue_comment", slots);
         }
 
         /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
-        private Decision ReserveTool2_add_issue_comment(in ToolCall call, string rule)
+        private Decision ReserveTool2_add_issue_comment(in ToolCall call, string rule, global::System.ReadOnlySpan<ArgumentSlot> slots)
         {
             CounterRequestBuffer buffer = default;
             global::System.Span<CounterRequest> requests = buffer;
             requests[0] = new CounterRequest("github_calls", 3600, WindowAlignment.Sliding, call.Grant, null, 1d, 1000d);
-            requests[1] = new CounterRequest("comments", 3600, WindowAlignment.Sliding, call.Grant, LimitArguments.KeyText(ArgumentLookup.Find(call.ArgumentsJson, s_path1)), 1d, 20d);
+            requests[1] = new CounterRequest("comments", 3600, WindowAlignment.Sliding, call.Grant, LimitArguments.KeyText(slots[1].ToValue(call.ArgumentsJson)), 1d, 20d);
             if (_counters.TryReserve(requests.Slice(0, 2), _time.GetUtcNow(), out CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))
             {
                 return Decision.Allow(rule, reservation);
@@ -276,18 +285,21 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 60 per 3600 s per grant and "args.repo" on counter "github_writes" ["/tools/create_branch/limits/0"]
         private Decision EvaluateTool3_create_branch(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 2 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
-            return ReserveTool3_create_branch(in call, "/tools/create_branch");
+            return ReserveTool3_create_branch(in call, "/tools/create_branch", slots);
         }
 
         /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
-        private Decision ReserveTool3_create_branch(in ToolCall call, string rule)
+        private Decision ReserveTool3_create_branch(in ToolCall call, string rule, global::System.ReadOnlySpan<ArgumentSlot> slots)
         {
             CounterRequestBuffer buffer = default;
             global::System.Span<CounterRequest> requests = buffer;
             requests[0] = new CounterRequest("github_calls", 3600, WindowAlignment.Sliding, call.Grant, null, 1d, 1000d);
-            requests[1] = new CounterRequest("github_writes", 3600, WindowAlignment.Sliding, call.Grant, LimitArguments.KeyText(ArgumentLookup.Find(call.ArgumentsJson, s_path1)), 1d, 60d);
+            requests[1] = new CounterRequest("github_writes", 3600, WindowAlignment.Sliding, call.Grant, LimitArguments.KeyText(slots[1].ToValue(call.ArgumentsJson)), 1d, 60d);
             if (_counters.TryReserve(requests.Slice(0, 2), _time.GetUtcNow(), out CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))
             {
                 return Decision.Allow(rule, reservation);
@@ -340,22 +352,25 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 60 per 3600 s per grant and "args.repo" on counter "github_writes" ["/tools/create_or_update_file/limits/0"]
         private Decision EvaluateTool5_create_or_update_file(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader1.Read(call.ArgumentsJson, slots); // one pass for 4 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.branch"
+            var arg2 = slots[1].ToValue(call.ArgumentsJson); // "args.branch"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Eq(arg2, "main"u8), PolicyOps.Eq(arg2, "master"u8)), ToolAction.Deny)) return Decision.Deny("/tools/create_or_update_file/rules/0", "commit to a branch and open a pull request");
-            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.path"
-            if (PolicyOps.Fires(PolicyOps.Prefix(arg3, ".github/workflows/"u8), ToolAction.Approve)) return approved ? ReserveTool5_create_or_update_file(in call, "/tools/create_or_update_file/rules/1") : Decision.ApprovalRequired("/tools/create_or_update_file/rules/1", "workflow changes need a human");
-            return ReserveTool5_create_or_update_file(in call, "/tools/create_or_update_file");
+            var arg3 = slots[2].ToValue(call.ArgumentsJson); // "args.path"
+            if (PolicyOps.Fires(PolicyOps.Prefix(arg3, ".github/workflows/"u8), ToolAction.Approve)) return approved ? ReserveTool5_create_or_update_file(in call, "/tools/create_or_update_file/rules/1", slots) : Decision.ApprovalRequired("/tools/create_or_update_file/rules/1", "workflow changes need a human");
+            return ReserveTool5_create_or_update_file(in call, "/tools/create_or_update_file", slots);
         }
 
         /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
-        private Decision ReserveTool5_create_or_update_file(in ToolCall call, string rule)
+        private Decision ReserveTool5_create_or_update_file(in ToolCall call, string rule, global::System.ReadOnlySpan<ArgumentSlot> slots)
         {
             CounterRequestBuffer buffer = default;
             global::System.Span<CounterRequest> requests = buffer;
             requests[0] = new CounterRequest("github_calls", 3600, WindowAlignment.Sliding, call.Grant, null, 1d, 1000d);
-            requests[1] = new CounterRequest("github_writes", 3600, WindowAlignment.Sliding, call.Grant, LimitArguments.KeyText(ArgumentLookup.Find(call.ArgumentsJson, s_path1)), 1d, 60d);
+            requests[1] = new CounterRequest("github_writes", 3600, WindowAlignment.Sliding, call.Grant, LimitArguments.KeyText(slots[3].ToValue(call.ArgumentsJson)), 1d, 60d);
             if (_counters.TryReserve(requests.Slice(0, 2), _time.GetUtcNow(), out CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))
             {
                 return Decision.Allow(rule, reservation);
@@ -518,9 +533,12 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool11_merge_pull_request(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader2.Read(call.ArgumentsJson, slots); // one pass for 2 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
-            var arg4 = ArgumentLookup.Find(call.ArgumentsJson, s_path4); // "args.merge_method"
+            var arg4 = slots[1].ToValue(call.ArgumentsJson); // "args.merge_method"
             if (PolicyOps.Fires(PolicyOps.Eq(arg4, "rebase"u8), ToolAction.Deny)) return Decision.Deny("/tools/merge_pull_request/rules/0", "rebase merges rewrite history; use merge or squash");
             return approved ? ReserveTool11_merge_pull_request(in call, "/tools/merge_pull_request/action") : Decision.ApprovalRequired("/tools/merge_pull_request/action", "merging needs a human");
         }
@@ -550,20 +568,23 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 60 per 3600 s per grant and "args.repo" on counter "github_writes" ["/tools/push_files/limits/0"]
         private Decision EvaluateTool12_push_files(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader3.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.branch"
+            var arg2 = slots[1].ToValue(call.ArgumentsJson); // "args.branch"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Eq(arg2, "main"u8), PolicyOps.Eq(arg2, "master"u8)), ToolAction.Deny)) return Decision.Deny("/tools/push_files/rules/0", "commit to a branch and open a pull request");
-            return ReserveTool12_push_files(in call, "/tools/push_files");
+            return ReserveTool12_push_files(in call, "/tools/push_files", slots);
         }
 
         /// <summary>Reserves every limit of the block, all or nothing (spec step 6).</summary>
-        private Decision ReserveTool12_push_files(in ToolCall call, string rule)
+        private Decision ReserveTool12_push_files(in ToolCall call, string rule, global::System.ReadOnlySpan<ArgumentSlot> slots)
         {
             CounterRequestBuffer buffer = default;
             global::System.Span<CounterRequest> requests = buffer;
             requests[0] = new CounterRequest("github_calls", 3600, WindowAlignment.Sliding, call.Grant, null, 1d, 1000d);
-            requests[1] = new CounterRequest("github_writes", 3600, WindowAlignment.Sliding, call.Grant, LimitArguments.KeyText(ArgumentLookup.Find(call.ArgumentsJson, s_path1)), 1d, 60d);
+            requests[1] = new CounterRequest("github_writes", 3600, WindowAlignment.Sliding, call.Grant, LimitArguments.KeyText(slots[2].ToValue(call.ArgumentsJson)), 1d, 60d);
             if (_counters.TryReserve(requests.Slice(0, 2), _time.GetUtcNow(), out CounterReservation reservation, out int refused, out global::System.TimeSpan retryAfter))
             {
                 return Decision.Allow(rule, reservation);
@@ -630,6 +651,13 @@ namespace PolicyCompiler.Generated
             {
                 default: return Decision.RateLimited("/tools/*/limits/0", "rate limit 'github_calls' allows 1000 per hour per grant", "github_calls", retryAfter);
             }
+        }
+
+        /// <summary>Room for the argument values a block reads in one pass, on the stack.</summary>
+        [global::System.Runtime.CompilerServices.InlineArray(4)]
+        private struct ArgumentSlotBuffer
+        {
+            private ArgumentSlot _element0;
         }
 
         /// <summary>Room for the counter requests of one call, on the stack.</summary>

@@ -105,6 +105,26 @@ public class ArgumentLookupTests
         Assert.Equal(PolicyValueKind.Ambiguous, Find(json).Kind);
     }
 
+    [Theory]
+    [InlineData("""{"\ud800":1,"a":2}""")]
+    [InlineData("""{"a":2,"x\udc00y":1}""")]
+    [InlineData("""{"a\ud800":1,"a":2}""")]
+    public void An_undecodable_name_in_the_searched_object_is_ambiguous(string json)
+    {
+        // Servers read a lone surrogate in different ways (replace it, reject the message, keep it):
+        // the policy cannot know which name the server sees. The lookup used to throw here.
+        Assert.Equal(PolicyValueKind.Ambiguous, Find(json, "a").Kind);
+        Assert.Equal(PolicyValueKind.Object, Find(json).Kind); // the object itself is still a value
+    }
+
+    [Fact]
+    public void An_undecodable_name_elsewhere_does_not_matter()
+    {
+        Assert.Equal((PolicyValueKind.Number, "1", false), Find("""{"o":{"\ud800":0},"a":1}""", "a"));
+        Assert.Equal(PolicyValueKind.Ambiguous, Find("""{"o":{"\ud800":0},"a":1}""", "o", "k").Kind);
+        Assert.Equal((PolicyValueKind.String, @"\ud800", true), Find("""{"a":"\ud800"}""", "a")); // a value, not a name: the operators decide
+    }
+
     [Fact]
     public void Arguments_that_are_not_an_object_have_no_properties()
     {

@@ -75,6 +75,63 @@ public class MemoryCounterStoreTests
         Assert.False(Reserve(store, T0.AddSeconds(4999.5), out _, Rate(max: 1, window: 1, key: "4999")));
     }
 
+    [Fact]
+    public void Many_open_reservations_each_settle_once_and_only_their_own_amounts()
+    {
+        // More open reservations than the store's initial slots, settled out of order; a second
+        // commit or rollback of the same reservation (or one of a reused slot) changes nothing.
+        var store = new MemoryCounterStore();
+        var open = new List<CounterReservation>();
+        for (int i = 0; i < 40; i++)
+        {
+            Assert.True(store.TryReserve([Rate(max: 100, amount: 1 + (i % 3))], T0, out var r, out _, out _));
+            open.Add(r);
+        }
+        Assert.Equal(40, store.OpenReservationCount);
+        double expected = open.Select((_, i) => 1.0 + (i % 3)).Sum();
+        for (int i = 0; i < open.Count; i += 2)
+        {
+            open[i].Rollback();
+            expected -= 1 + (i % 3);
+        }
+        for (int i = 1; i < open.Count; i += 2) open[i].Commit();
+        Assert.Equal(0, store.OpenReservationCount);
+        Assert.Equal(expected, store.GetCount("c", "g", null, T0));
+
+        // Stale handles: their slots now hold newer reservations, which they must not touch.
+        Assert.True(store.TryReserve([Rate(max: 100, amount: 5)], T0, out var fresh, out _, out _));
+        foreach (var stale in open)
+        {
+            stale.Rollback();
+            stale.Commit();
+        }
+        Assert.Equal(1, store.OpenReservationCount);
+        Assert.Equal(expected + 5, store.GetCount("c", "g", null, T0));
+        fresh.Rollback();
+        Assert.Equal(expected, store.GetCount("c", "g", null, T0));
+    }
+
+    [Fact]
+    public void A_swept_counter_found_again_through_the_same_strings_starts_afresh()
+    {
+        // The recent-counter cache keys on the identity of the name and scope strings: a sweep must
+        // not leave it pointing at a counter the store no longer holds.
+        var store = new MemoryCounterStore();
+        string scope = new('s', 3);
+        Assert.True(store.TryReserve([Rate(max: 1, window: 1, scope: scope)], T0, out var first, out _, out _));
+        first.Commit();
+        for (int i = 0; i < 3000; i++) // enough new counters, seconds later, to sweep the first one
+        {
+            Assert.True(store.TryReserve([Rate(max: 1, window: 1, key: i.ToString())], T0.AddSeconds(10 + i), out var r, out _, out _));
+            r.Commit();
+        }
+        DateTimeOffset later = T0.AddSeconds(5000);
+        Assert.True(store.TryReserve([Rate(max: 1, window: 1, scope: scope)], later, out var again, out _, out _));
+        again.Commit();
+        Assert.Equal(1, store.GetCount("c", scope, null, later));
+        Assert.False(store.TryReserve([Rate(max: 1, window: 1, scope: scope)], later, out _, out _, out _));
+    }
+
     private sealed record Step(int DelayMs, int Amount, bool Rollback);
 
 }

@@ -6,6 +6,8 @@ namespace PolicyCompiler.Generated
     using MemoryExtensions = global::System.MemoryExtensions;
     using ArgumentLookup = global::PolicyCompiler.Policy.Runtime.ArgumentLookup;
     using ArgumentPath = global::PolicyCompiler.Policy.Runtime.ArgumentPath;
+    using ArgumentReader = global::PolicyCompiler.Policy.Runtime.ArgumentReader;
+    using ArgumentSlot = global::PolicyCompiler.Policy.Runtime.ArgumentSlot;
     using CounterRequest = global::PolicyCompiler.Policy.Runtime.CounterRequest;
     using CounterReservation = global::PolicyCompiler.Policy.Runtime.CounterReservation;
     using Decision = global::PolicyCompiler.Policy.Runtime.Decision;
@@ -50,6 +52,7 @@ namespace PolicyCompiler.Generated
         private static readonly ArgumentPath s_path1 = new ArgumentPath("args.count", new PathStep[] { new PathStep("count"u8.ToArray(), -1) });
         private static readonly ArgumentPath s_path2 = new ArgumentPath("args.name", new PathStep[] { new PathStep("name"u8.ToArray(), -1) });
         private static readonly ArgumentPath s_path3 = new ArgumentPath("args.path", new PathStep[] { new PathStep("path"u8.ToArray(), -1) });
+        private static readonly ArgumentReader s_reader0 = new ArgumentReader(s_path0, s_path1, s_path2, s_path3);
 
         /// <summary>Creates the evaluator with its clock, counter store and regex timeout.</summary>
         public EksProdPolicyEvaluator(PolicyEvaluatorOptions? options = null)
@@ -160,12 +163,15 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 30 per 60 s per grant on counter "createcodeconnection_rate" ["/tools/CreateCodeConnection/limits/0"]
         private Decision EvaluateTool1_CreateCodeConnection(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 4 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.namespace"
             if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.count"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.name"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.count"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.name"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveTool1_CreateCodeConnection(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
-            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.path"
+            var arg3 = slots[3].ToValue(call.ArgumentsJson); // "args.path"
             if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool1_CreateCodeConnection(in call, "/tools/*/rules/2");
             return ReserveTool1_CreateCodeConnection(in call, "/tools/CreateCodeConnection");
         }
@@ -197,12 +203,15 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
         private Decision EvaluateTool2_DeleteAny(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 4 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.namespace"
             if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.count"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.name"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.count"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.name"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveTool2_DeleteAny(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
-            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.path"
+            var arg3 = slots[3].ToValue(call.ArgumentsJson); // "args.path"
             if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool2_DeleteAny(in call, "/tools/*/rules/2");
             return approved ? ReserveTool2_DeleteAny(in call, "/tools/Delete*/action") : Decision.ApprovalRequired("/tools/Delete*/action", "deletes need a human");
         }
@@ -232,12 +241,15 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
         private Decision EvaluateTool3_Describe_luster(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 4 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.namespace"
             if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.count"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.name"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.count"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.name"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveTool3_Describe_luster(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
-            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.path"
+            var arg3 = slots[3].ToValue(call.ArgumentsJson); // "args.path"
             if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool3_Describe_luster(in call, "/tools/*/rules/2");
             return ReserveTool3_Describe_luster(in call, "/tools/Describe?luster");
         }
@@ -267,12 +279,15 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
         private Decision EvaluateTool4_GetAnySecret(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 4 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.namespace"
             if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.count"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.name"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.count"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.name"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveTool4_GetAnySecret(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
-            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.path"
+            var arg3 = slots[3].ToValue(call.ArgumentsJson); // "args.path"
             if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool4_GetAnySecret(in call, "/tools/*/rules/2");
             return Decision.Deny("/tools/Get*Secret/action", "denied by policy entry 'Get*Secret'");
         }
@@ -302,12 +317,15 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 100 per 1 s per global on counter "global_rate" ["/tools/*/limits/0"]
         private Decision EvaluateDefault(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.namespace"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 4 paths
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.namespace"
             if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
-            var arg1 = ArgumentLookup.Find(call.ArgumentsJson, s_path1); // "args.count"
-            var arg2 = ArgumentLookup.Find(call.ArgumentsJson, s_path2); // "args.name"
+            var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.count"
+            var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.name"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveDefault(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
-            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.path"
+            var arg3 = slots[3].ToValue(call.ArgumentsJson); // "args.path"
             if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveDefault(in call, "/tools/*/rules/2");
             return Decision.Deny("/default", "tool is not allowed by this policy");
         }
@@ -327,6 +345,13 @@ namespace PolicyCompiler.Generated
             {
                 default: return Decision.RateLimited("/tools/*/limits/0", "rate limit global_rate", "global_rate", retryAfter);
             }
+        }
+
+        /// <summary>Room for the argument values a block reads in one pass, on the stack.</summary>
+        [global::System.Runtime.CompilerServices.InlineArray(4)]
+        private struct ArgumentSlotBuffer
+        {
+            private ArgumentSlot _element0;
         }
 
         /// <summary>Room for the counter requests of one call, on the stack.</summary>

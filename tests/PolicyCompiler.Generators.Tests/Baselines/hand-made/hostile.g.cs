@@ -6,6 +6,8 @@ namespace PolicyCompiler.Generated
     using MemoryExtensions = global::System.MemoryExtensions;
     using ArgumentLookup = global::PolicyCompiler.Policy.Runtime.ArgumentLookup;
     using ArgumentPath = global::PolicyCompiler.Policy.Runtime.ArgumentPath;
+    using ArgumentReader = global::PolicyCompiler.Policy.Runtime.ArgumentReader;
+    using ArgumentSlot = global::PolicyCompiler.Policy.Runtime.ArgumentSlot;
     using CounterRequest = global::PolicyCompiler.Policy.Runtime.CounterRequest;
     using CounterReservation = global::PolicyCompiler.Policy.Runtime.CounterReservation;
     using Decision = global::PolicyCompiler.Policy.Runtime.Decision;
