@@ -499,8 +499,10 @@ internal sealed class StreamableHttpProxy
         PipeReader reader = PipeReader.Create(upstreamBody, new StreamPipeReaderOptions(leaveOpen: true));
         CancellationToken aborted = context.RequestAborted;
 
-        // The client sees the response headers at once (a GET stream may stay quiet for minutes).
+        // The client sees the response headers at once (a GET stream may stay quiet for minutes). Kestrel's
+        // StartAsync only buffers them; the flush puts them on the wire.
         await context.Response.StartAsync(aborted).ConfigureAwait(false);
+        await context.Response.BodyWriter.FlushAsync(aborted).ConfigureAwait(false);
         try
         {
             while (true)
