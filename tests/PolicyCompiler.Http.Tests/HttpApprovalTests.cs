@@ -244,6 +244,78 @@ public sealed class HttpApprovalTests : IAsyncLifetime
         Assert.False(elsewhere.IsCompleted);
     }
 
+    private Task<McpClient> ConnectWithElicitationAsync(Func<ElicitRequestParams?, CancellationToken, ValueTask<ElicitResult>> handler)
+    {
+        var transport = new HttpClientTransport(new HttpClientTransportOptions
+        {
+            Endpoint = _gateway.Url,
+            TransportMode = HttpTransportMode.StreamableHttp,
+            MaxReconnectionAttempts = 0,
+        });
+        return McpClient.CreateAsync(transport, new McpClientOptions
+        {
+            Capabilities = new ClientCapabilities { Elicitation = new ElicitationCapability() },
+            Handlers = new McpClientHandlers { ElicitationHandler = handler },
+        });
+    }
+
+    private static ElicitResult Accept(string decision) =>
+        new() { Action = "accept", Content = new Dictionary<string, JsonElement> { ["decision"] = JsonSerializer.SerializeToElement(decision) } };
+
+    [Fact]
+    public async Task ClientWithElicitation_IsAskedOnThePostsStream_AndItsAnswerDecides()
+    {
+        var asked = new List<string>();
+        string decision = "approve";
+        await using McpClient client = await ConnectWithElicitationAsync((request, _) =>
+        {
+            lock (asked)
+            {
+                asked.Add(request!.Message);
+            }
+
+            return ValueTask.FromResult(decision == "decline" ? new ElicitResult { Action = "decline" } : Accept(decision));
+        });
+
+        CallToolResult approved = await client.CallToolAsync("apply_yaml", Yaml("asked")).AsTask().WaitAsync(Clients.Timeout);
+        Assert.NotEqual(true, approved.IsError);
+        Assert.Equal("apply_yaml ok", Assert.IsType<TextContentBlock>(approved.Content[0]).Text);
+        Assert.Contains("apply_yaml", Assert.Single(asked));
+        Assert.Contains("asked", asked[0]);
+        Assert.Single(_server.Calls, c => c == "apply_yaml");
+
+        decision = "decline";
+        CallToolResult declined = await client.CallToolAsync("apply_yaml", Yaml("declined")).AsTask().WaitAsync(Clients.Timeout);
+        Assert.True(declined.IsError);
+        Assert.Contains("declined in the client", Assert.IsType<TextContentBlock>(declined.Content[0]).Text);
+        Assert.Single(_server.Calls, c => c == "apply_yaml");
+        Assert.Equal(0, _gateway.Approvals.Count);
+    }
+
+    [Fact]
+    public async Task AdminAnswerWhileTheClientIsAsked_Decides_AndTheLateFormAnswerIsIgnored()
+    {
+        using HttpClient http = Clients.Raw();
+        var formShown = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var adminAnswered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using McpClient client = await ConnectWithElicitationAsync(async (_, _) =>
+        {
+            formShown.TrySetResult();
+            await adminAnswered.Task;
+            return new ElicitResult { Action = "decline" };
+        });
+
+        Task<CallToolResult> call = client.CallToolAsync("apply_yaml", Yaml("raced")).AsTask();
+        await formShown.Task.WaitAsync(Clients.Timeout);
+        string id = (await WaitForPendingAsync(http))[0].GetProperty("id").GetString()!;
+        using HttpResponseMessage approved = await http.SendAsync(AdminRequest(HttpMethod.Post, Admin($"/approvals/{id}/approve"), body: """{"by":"oncall"}"""));
+        Assert.Equal(HttpStatusCode.OK, approved.StatusCode);
+        CallToolResult result = await call.WaitAsync(Clients.Timeout);
+        adminAnswered.TrySetResult();
+        Assert.NotEqual(true, result.IsError);
+        Assert.Single(_server.Calls, c => c == "apply_yaml");
+    }
+
     [Fact]
     public async Task AdminApi_RequiresTheToken()
     {

@@ -609,11 +609,19 @@ internal sealed class PolicyProxy
         }
 
         var held = new HeldCall(id, message.ToArray(), approval);
+
+        // 2026-07-28: the call itself may carry the client's capabilities (_meta), which then decide.
+        ApprovalMessages.ReadClientCapabilities(message, out bool? perCall, out string? perCallName, out _);
+        if (!string.IsNullOrEmpty(perCallName))
+        {
+            _clientName = perCallName;
+        }
+
         lock (_heldGate)
         {
             _held.Add(id, held);
             _heldCount = _held.Count;
-            if (_clientElicitation)
+            if (perCall ?? _clientElicitation)
             {
                 held.ElicitationId = RequestId.FromString(ElicitationIdPrefix + (++_nextElicitation).ToString(System.Globalization.CultureInfo.InvariantCulture));
                 _elicitations.Add(held.ElicitationId, held);
@@ -802,23 +810,32 @@ internal sealed class PolicyProxy
         _approvals!.Answer(held.Approval.Id, answer.Approve, _clientName, answer.Note, answer.Scope, ApprovalChannel.Elicitation);
     }
 
-    /// <summary>Reads the client's capabilities from its initialize request (the first request; looked for in the first few only).</summary>
+    /// <summary>
+    /// Reads the client's capabilities from its handshake (<c>initialize</c>, or 2026-07-28's
+    /// <c>server/discover</c>): the first request, so only the first few are looked at.
+    /// </summary>
     private void ReadInitialize(in ReadOnlySequence<byte> message)
     {
         if (++_requestsBeforeInitialize > 8)
         {
-            _initializeSeen = true; // a client that never initializes is never asked
+            _initializeSeen = true; // a client that never says is never asked (unless a held call itself says so)
             return;
         }
 
-        if (ApprovalMessages.TryReadInitialize(message, out bool elicitation, out string? clientName))
+        ApprovalMessages.ReadClientCapabilities(message, out bool? elicitation, out string? clientName, out bool isHandshake);
+        if (isHandshake)
         {
             _initializeSeen = true;
-            _clientElicitation = elicitation;
-            if (!string.IsNullOrEmpty(clientName))
-            {
-                _clientName = clientName;
-            }
+        }
+
+        if (elicitation is { } form)
+        {
+            _clientElicitation = form;
+        }
+
+        if (!string.IsNullOrEmpty(clientName))
+        {
+            _clientName = clientName;
         }
     }
 

@@ -278,7 +278,7 @@ public sealed class HttpCommandOptions
             try
             {
                 HttpMessageHandler? children = commandLine.Length > 0
-                    ? new ChildProcessHandler(commandLine[0], commandLine[1..], options.SessionIdleTimeout, options.ShutdownGrace, logger)
+                    ? new ChildProcessHandler(commandLine[0], commandLine[1..], options.SessionIdleTimeout, options.ShutdownGrace, logger, options.MaxMessageBytes)
                     : null;
                 gateway = await HttpGateway.StartAsync(options, evaluator, audit, logger, children, cancellationToken: stop.Token).ConfigureAwait(false);
             }

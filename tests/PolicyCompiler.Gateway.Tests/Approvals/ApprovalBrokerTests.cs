@@ -87,6 +87,21 @@ public sealed class ApprovalBrokerTests : IDisposable
     }
 
     [Fact]
+    public async Task SessionScope_NeverCoversAnotherGrant_NorSessionlessCalls()
+    {
+        using var broker = new ApprovalBroker(_time);
+        broker.Answer(broker.Register(Request())!.Id, approve: true, "bob", null, ApprovalScope.Session, ApprovalChannel.Admin);
+        ApprovalRequest otherGrant = ApprovalBroker.Prepare(RequestId.FromInteger(2), "mallory", "s1", "delete_cluster"u8, """{"name":"prod"}"""u8, "/tools/delete_cluster/action", "r", TimeSpan.FromMinutes(1));
+        Assert.False(broker.TryUseStanding(otherGrant));
+
+        // Without a session (sessionless HTTP) there is nothing to scope to: the answer approves that call only.
+        PendingApproval sessionless = broker.Register(Request(session: ""))!;
+        broker.Answer(sessionless.Id, approve: true, "bob", null, ApprovalScope.Session, ApprovalChannel.Admin);
+        Assert.Equal(ApprovalScope.Call, (await sessionless.Completion).Scope);
+        Assert.False(broker.TryUseStanding(Request(session: "")));
+    }
+
+    [Fact]
     public void CallScope_AndDenials_LeaveNoStandingApproval()
     {
         using var broker = new ApprovalBroker(_time);

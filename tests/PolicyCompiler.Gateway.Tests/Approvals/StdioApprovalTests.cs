@@ -237,6 +237,25 @@ public sealed class StdioApprovalTests : IAsyncDisposable
         await AssertUpstreamGotNothingElseAsync("2");
     }
 
+    [Fact]
+    public async Task Revision20260728_CapabilitiesInMeta_OfDiscoverOrOfTheCallItself_AreHonoured()
+    {
+        // No initialize in 2026-07-28: server/discover and each request carry the client's capabilities in _meta.
+        const string discover = """{"jsonrpc":"2.0","id":0,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"new-client","version":"1"},"io.modelcontextprotocol/clientCapabilities":{"elicitation":{"form":{}}}}}}""";
+        await _gateway.ClientSendAsync(discover);
+        Assert.Equal(discover, await _gateway.UpstreamReceiveAsync());
+        await _gateway.ClientSendAsync(Call("1"));
+        JsonElement elicitation = Parse(await _gateway.ClientReceiveAsync());
+        Assert.Equal("elicitation/create", elicitation.GetProperty("method").GetString());
+        await _gateway.ClientSendAsync("{\"jsonrpc\":\"2.0\",\"id\":\"" + elicitation.GetProperty("id").GetString() + "\",\"result\":{\"action\":\"decline\"}}");
+        Assert.Contains("approval denied by new-client", await _gateway.ClientReceiveAsync());
+
+        // A call whose own _meta says the client cannot show a form (url only) is left to the admin API.
+        await _gateway.ClientSendAsync("""{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_cluster","arguments":{},"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{"url":{}}}}}}""");
+        await WaitForPendingAsync();
+        await AssertUpstreamGotNothingElseAsync("3");
+    }
+
     [Theory]
     [InlineData("""{"action":"decline"}""", "declined in the client")]
     [InlineData("""{"action":"cancel"}""", "dismissed in the client")]

@@ -159,7 +159,7 @@ public sealed class ApprovalBroker : IDisposable
     {
         lock (_gate)
         {
-            if (!_standing.Contains(StandingKey(request.Session, request.Tool, request.ArgumentsSha256)))
+            if (request.Session.Length == 0 || !_standing.Contains(StandingKey(request.Session, request.Grant, request.Tool, request.ArgumentsSha256)))
             {
                 return false;
             }
@@ -288,7 +288,15 @@ public sealed class ApprovalBroker : IDisposable
 
             if (status == ApprovalStatus.Approved && scope == ApprovalScope.Session)
             {
-                _standing.Add(StandingKey(approval.Request.Session, approval.Request.Tool, approval.Request.ArgumentsSha256));
+                if (approval.Request.Session.Length == 0)
+                {
+                    // No session to scope it to (a sessionless HTTP request): it approves this call only.
+                    scope = ApprovalScope.Call;
+                }
+                else
+                {
+                    _standing.Add(StandingKey(approval.Request.Session, approval.Request.Grant, approval.Request.Tool, approval.Request.ArgumentsSha256));
+                }
             }
         }
 
@@ -331,7 +339,8 @@ public sealed class ApprovalBroker : IDisposable
         _audit.Record(ref entry);
     }
 
-    private static string StandingKey(string session, string tool, string sha256) => session + "\0" + tool + "\0" + sha256;
+    // Session first (EndSession drops by prefix); the grant too, since sessions are not authentication.
+    private static string StandingKey(string session, string grant, string tool, string sha256) => session + "\0" + grant + "\0" + tool + "\0" + sha256;
 
     private static string NewId()
     {

@@ -168,44 +168,68 @@ internal static class ApprovalMessages
     }
 
     /// <summary>
-    /// Reads <c>params.capabilities.elicitation</c> and <c>params.clientInfo.name</c> of an <c>initialize</c>
-    /// request. Form mode is supported when the capability is an empty object (2025-06-18) or names
-    /// <c>form</c> (2025-11-25: <c>{ "form": {}, "url": {} }</c>; url-only clients cannot show our form).
-    /// False when <paramref name="message"/> is not an initialize request.
+    /// Reads what a request says about the client: its capabilities and name. Up to 2025-11-25 they come
+    /// once, in <c>initialize</c> (<c>params.capabilities</c>, <c>params.clientInfo</c>); from 2026-07-28 there
+    /// is no initialize and every request may carry them in <c>params._meta</c>
+    /// (<c>io.modelcontextprotocol/clientCapabilities</c>, <c>io.modelcontextprotocol/clientInfo</c>; the first
+    /// request is usually <c>server/discover</c>). Form elicitation is supported when the capability is an
+    /// empty object (2025-06-18) or names <c>form</c> (2025-11-25: <c>{ "form": {}, "url": {} }</c>; a
+    /// url-only client cannot show our form). <paramref name="elicitationForm"/> is null when the request
+    /// says nothing about capabilities; <paramref name="isHandshake"/> is true for initialize and server/discover.
     /// </summary>
-    public static bool TryReadInitialize(in ReadOnlySequence<byte> message, out bool elicitationForm, out string? clientName)
+    public static void ReadClientCapabilities(in ReadOnlySequence<byte> message, out bool? elicitationForm, out string? clientName, out bool isHandshake)
     {
-        elicitationForm = false;
+        elicitationForm = null;
         clientName = null;
+        isHandshake = false;
         try
         {
             var reader = new Utf8JsonReader(message);
             using JsonDocument document = JsonDocument.ParseValue(ref reader);
             JsonElement root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || StringOf(root, "method"u8) != "initialize"
-                || !root.TryGetProperty("params"u8, out JsonElement parameters) || parameters.ValueKind != JsonValueKind.Object)
+            if (root.ValueKind != JsonValueKind.Object)
             {
-                return root.ValueKind == JsonValueKind.Object && StringOf(root, "method"u8) == "initialize";
+                return;
             }
 
-            if (parameters.TryGetProperty("clientInfo"u8, out JsonElement info) && info.ValueKind == JsonValueKind.Object)
+            string? method = StringOf(root, "method"u8);
+            isHandshake = method is "initialize" or "server/discover";
+            if (!root.TryGetProperty("params"u8, out JsonElement parameters) || parameters.ValueKind != JsonValueKind.Object)
             {
-                clientName = StringOf(info, "name"u8);
+                return;
             }
 
-            if (parameters.TryGetProperty("capabilities"u8, out JsonElement capabilities) && capabilities.ValueKind == JsonValueKind.Object
-                && capabilities.TryGetProperty("elicitation"u8, out JsonElement elicitation) && elicitation.ValueKind == JsonValueKind.Object)
+            if (method == "initialize")
+            {
+                ReadCapabilities(parameters, "clientInfo"u8, "capabilities"u8, ref elicitationForm, ref clientName);
+            }
+
+            if (parameters.TryGetProperty("_meta"u8, out JsonElement meta) && meta.ValueKind == JsonValueKind.Object)
+            {
+                ReadCapabilities(meta, "io.modelcontextprotocol/clientInfo"u8, "io.modelcontextprotocol/clientCapabilities"u8, ref elicitationForm, ref clientName);
+            }
+        }
+        catch (JsonException)
+        {
+        }
+    }
+
+    private static void ReadCapabilities(JsonElement holder, ReadOnlySpan<byte> infoName, ReadOnlySpan<byte> capabilitiesName, ref bool? elicitationForm, ref string? clientName)
+    {
+        if (holder.TryGetProperty(infoName, out JsonElement info) && info.ValueKind == JsonValueKind.Object)
+        {
+            clientName = StringOf(info, "name"u8) ?? clientName;
+        }
+
+        if (holder.TryGetProperty(capabilitiesName, out JsonElement capabilities) && capabilities.ValueKind == JsonValueKind.Object)
+        {
+            elicitationForm = false;
+            if (capabilities.TryGetProperty("elicitation"u8, out JsonElement elicitation) && elicitation.ValueKind == JsonValueKind.Object)
             {
                 bool hasForm = elicitation.TryGetProperty("form"u8, out _);
                 bool hasUrl = elicitation.TryGetProperty("url"u8, out _);
                 elicitationForm = hasForm || !hasUrl;
             }
-
-            return true;
-        }
-        catch (JsonException)
-        {
-            return false;
         }
     }
 

@@ -1,10 +1,14 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.ComponentModel;
 using System.Diagnostics;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Text.Json;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using PolicyCompiler.Gateway.Diagnostics;
+using PolicyCompiler.Gateway.Framing;
 using PolicyCompiler.Gateway.Transport.Stdio;
 
 namespace PolicyCompiler.Gateway.Transport.StreamableHttp;
@@ -12,27 +16,44 @@ namespace PolicyCompiler.Gateway.Transport.StreamableHttp;
 /// <summary>
 /// <c>GATEWAY http --listen … -- COMMAND [ARGS...]</c> (docs/http.md): the Streamable HTTP gateway's upstream
 /// is a stdio server started once per MCP session. It is an <see cref="HttpMessageHandler"/> under the
-/// gateway's upstream client, so <see cref="StreamableHttpProxy"/> enforces exactly as for a URL: an initialize
-/// POST starts a child and names the session, a request POST is written as a line and answered with the line
-/// that carries its id (application/json), notifications and responses get 202, DELETE or
-/// <see cref="IdleTimeout"/> of disuse ends the child. Messages the child sends on its own (progress,
-/// logging, its requests) have no stream to go to (no GET stream: 405) and are dropped.
+/// gateway's upstream client, so <see cref="StreamableHttpProxy"/> enforces exactly as for a URL; this class
+/// plays the Streamable HTTP server (MCP basic/transports#streamable-http) in front of the child:
+/// <code>
+///   POST initialize ─(1) start a child, name the session
+///   POST request ──(2) write the line ─(3) wait for the first message routed to it:
+///                        its response → application/json; anything else → text/event-stream, then every
+///                        message routed to it until its response
+///   POST notification/response ─(2) write the line ─ 202
+///   GET ──(4) the session's stream for what belongs to no request (one at a time; 409 for a second)
+///   DELETE, or IdleTimeout of disuse ─(5) close the child's input, grace period, kill
+///   child's stdout ─(6) one PipeReader loop: frame lines, peek, route (see <see cref="ChildMessageScope"/>)
+/// </code>
+/// (6) routes a response to its request's stream; a progress notification to the request that carried
+/// its token; a log message or a server request (sampling, elicitation, roots, ping) to the newest
+/// request in flight (the client's answer comes back as a POST and is written to the child), else the GET
+/// stream; list-changed and other session messages to the GET stream, else the newest request in flight.
+/// With nowhere to go, a message waits (up to <see cref="BacklogLimit"/>) for the next GET stream.
 /// </summary>
 internal sealed class ChildProcessHandler : HttpMessageHandler
 {
+    /// <summary>How many undeliverable child messages a session keeps for its next GET stream.</summary>
+    internal const int BacklogLimit = 256;
+
     private readonly string _command;
     private readonly IReadOnlyList<string> _arguments;
     private readonly TimeSpan _grace;
+    private readonly long _maxMessageBytes;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, ChildSession> _sessions = new(StringComparer.Ordinal);
     private readonly Timer _reaper;
 
-    public ChildProcessHandler(string command, IReadOnlyList<string> arguments, TimeSpan idleTimeout, TimeSpan grace, ILogger logger)
+    public ChildProcessHandler(string command, IReadOnlyList<string> arguments, TimeSpan idleTimeout, TimeSpan grace, ILogger logger, long maxMessageBytes = GatewayOptions.DefaultMaxMessageBytes)
     {
         _command = command;
         _arguments = arguments;
         IdleTimeout = idleTimeout;
         _grace = grace;
+        _maxMessageBytes = maxMessageBytes;
         _logger = logger;
         TimeSpan period = idleTimeout / 4 < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : idleTimeout / 4;
         _reaper = new Timer(static state => ((ChildProcessHandler)state!).Reap(), this, period, period);
@@ -63,23 +84,43 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             return new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request };
         }
 
+        if (request.Method == HttpMethod.Get)
+        {
+            // Step 4: the session's own stream (basic/transports#listening-for-messages-from-the-server).
+            if (session is null)
+            {
+                return new HttpResponseMessage(HttpStatusCode.BadRequest) { RequestMessage = request };
+            }
+
+            ChildEventStream? stream = session.OpenGetStream();
+            if (stream is null)
+            {
+                // One GET stream per session: a second would split the session's messages between them.
+                return new HttpResponseMessage(HttpStatusCode.Conflict) { RequestMessage = request };
+            }
+
+            session.Touch();
+            return EventStreamResponse(request, stream, sessionId!);
+        }
+
         if (request.Method != HttpMethod.Post || request.Content is null)
         {
             return new HttpResponseMessage(HttpStatusCode.MethodNotAllowed) { RequestMessage = request };
         }
 
+        // The proxy has read, size-checked and classified this body already: one JSON object, in memory.
         byte[] message = await request.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
-        (string? id, bool isInitialize) = ReadRequest(message);
+        JsonRpcPeek.TryRead(new ReadOnlySequence<byte>(message), out JsonRpcPeek peek);
         if (session is null)
         {
-            if (!isInitialize)
+            if (!peek.IsInitialize)
             {
                 return new HttpResponseMessage(HttpStatusCode.BadRequest) { RequestMessage = request };
             }
 
             try
             {
-                session = ChildSession.Start(_command, _arguments, _grace, _logger);
+                session = ChildSession.Start(_command, _arguments, _grace, _maxMessageBytes, _logger);
             }
             catch (Win32Exception e)
             {
@@ -94,18 +135,42 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
         session.Touch();
         try
         {
-            if (id is null)
+            if (!peek.IsRequest)
             {
+                // A notification, or the client's answer to the child's own request (sampling, elicitation...).
                 await session.WriteAsync(message, cancellationToken).ConfigureAwait(false);
                 return new HttpResponseMessage(HttpStatusCode.Accepted) { RequestMessage = request };
             }
 
-            byte[] answer = await session.RequestAsync(id, message, cancellationToken).ConfigureAwait(false);
+            // Steps 2–3.
+            RequestRoute route = session.Begin(peek.Id, peek.ProgressToken);
+            ChildMessage first;
+            try
+            {
+                await session.WriteAsync(message, cancellationToken).ConfigureAwait(false);
+                first = await route.Events.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (ChannelClosedException e)
+            {
+                throw new IOException(e.InnerException?.Message ?? "The upstream server has exited.", e);
+            }
+            catch (OperationCanceledException)
+            {
+                session.Abandon(route);
+                throw;
+            }
+
             session.Touch();
-            var response = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Content = new ByteArrayContent(answer) };
-            response.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-            response.Headers.TryAddWithoutValidation("Mcp-Session-Id", sessionId);
-            return response;
+            if (first.IsResponse)
+            {
+                var response = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Content = new ReadOnlyMemoryContent(first.Json) };
+                response.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                response.Headers.TryAddWithoutValidation("Mcp-Session-Id", sessionId);
+                return response;
+            }
+
+            // The child spoke before answering: an SSE stream from here on, ending with the response.
+            return EventStreamResponse(request, new ChildEventStream(route.Events.Reader, first, route), sessionId!);
         }
         catch (IOException e)
         {
@@ -118,6 +183,15 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
 
             return new HttpResponseMessage(HttpStatusCode.BadGateway) { RequestMessage = request };
         }
+    }
+
+    private static HttpResponseMessage EventStreamResponse(HttpRequestMessage request, ChildEventStream stream, string sessionId)
+    {
+        var response = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Content = new StreamContent(stream, bufferSize: 1) };
+        response.Content.Headers.ContentType = new MediaTypeHeaderValue("text/event-stream");
+        response.Headers.TryAddWithoutValidation("Mcp-Session-Id", sessionId);
+        response.Headers.CacheControl = new CacheControlHeaderValue { NoCache = true };
+        return response;
     }
 
     protected override void Dispose(bool disposing)
@@ -149,59 +223,74 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
         }
     }
 
-    /// <summary>The raw id of a request (null for notifications and responses), and whether it is initialize.</summary>
-    private static (string? Id, bool IsInitialize) ReadRequest(byte[] message)
+    /// <summary>A client request in flight: where the child's messages for it go.</summary>
+    private sealed class RequestRoute(ChildSession session, RequestId id, RequestId progressToken) : IChildEventStreamOwner
     {
-        try
-        {
-            using JsonDocument document = JsonDocument.Parse(message);
-            JsonElement root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("method", out JsonElement method))
-            {
-                return (null, false);
-            }
+        public RequestId Id { get; } = id;
 
-            bool initialize = method.ValueKind == JsonValueKind.String && method.ValueEquals("initialize"u8);
-            return root.TryGetProperty("id", out JsonElement id) ? (id.GetRawText(), initialize) : (null, initialize);
-        }
-        catch (JsonException)
-        {
-            return (null, false);
-        }
+        public RequestId ProgressToken { get; } = progressToken;
+
+        /// <summary>Written only under the session's lock; completed after the response (or with an error when the child exits).</summary>
+        public Channel<ChildMessage> Events { get; } = Channel.CreateUnbounded<ChildMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+
+        /// <summary>The client stopped reading this request's stream (a disconnect is not a cancellation: the child goes on).</summary>
+        public void Closed(ChildEventStream stream) => session.Abandon(this);
     }
 
-    /// <summary>One child: its stdin, a loop reading its stdout, and the requests waiting for their answer.</summary>
-    private sealed class ChildSession : IAsyncDisposable
+    /// <summary>One child: its stdin, a loop reading its stdout, and where each of its messages goes.</summary>
+    private sealed class ChildSession : IAsyncDisposable, IChildEventStreamOwner
     {
         private readonly Process _process;
         private readonly IDisposable _keeper;
         private readonly TimeSpan _grace;
+        private readonly ILogger _logger;
         private readonly Stream _stdin;
         private readonly SemaphoreSlim _writeLock = new(1, 1);
-        private readonly ConcurrentDictionary<string, TaskCompletionSource<byte[]>> _pending = new(StringComparer.Ordinal);
         private readonly Task _reading;
+
+        // Routing state, guarded by _gate: requests in flight (oldest first), their progress tokens, the
+        // GET stream, and what waits for one. Messages are written to channels under the lock, so a route
+        // cannot complete between being chosen and being written to.
+        private readonly Lock _gate = new();
+        private readonly List<RequestRoute> _inFlight = [];
+        private readonly Dictionary<RequestId, RequestRoute> _byProgressToken = [];
+        private readonly Queue<ChildMessage> _backlog = new();
+        private Channel<ChildMessage>? _getEvents;
+        private ChildEventStream? _getStream;
+        private bool _exited;
+
         private long _lastUsed = Environment.TickCount64;
         private int _disposed;
 
-        private ChildSession(Process process, IDisposable keeper, TimeSpan grace, ILogger logger)
+        private ChildSession(Process process, IDisposable keeper, TimeSpan grace, long maxMessageBytes, ILogger logger)
         {
             _process = process;
             _keeper = keeper;
             _grace = grace;
+            _logger = logger;
             _stdin = process.StandardInput.BaseStream;
-            _reading = ReadAsync(process.StandardOutput, logger);
+            _reading = ReadAsync(PipeReader.Create(process.StandardOutput.BaseStream), maxMessageBytes);
         }
 
         public long LastUsed => Interlocked.Read(ref _lastUsed);
 
-        public bool Busy => !_pending.IsEmpty;
+        public bool Busy
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return _inFlight.Count > 0;
+                }
+            }
+        }
 
-        public static ChildSession Start(string command, IReadOnlyList<string> arguments, TimeSpan grace, ILogger logger)
+        public static ChildSession Start(string command, IReadOnlyList<string> arguments, TimeSpan grace, long maxMessageBytes, ILogger logger)
         {
             // The stdio gateway's child start: on Linux through the launcher, so children die with the gateway.
             ProcessStartInfo startInfo = ParentDeathLauncher.CreateUpstreamStartInfo(command, arguments);
             Process process = ParentDeathLauncher.Start(startInfo, out IDisposable keeper);
-            return new ChildSession(process, keeper, grace, logger);
+            return new ChildSession(process, keeper, grace, maxMessageBytes, logger);
         }
 
         public void Touch() => Interlocked.Exchange(ref _lastUsed, Environment.TickCount64);
@@ -221,65 +310,240 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             }
         }
 
-        public async Task<byte[]> RequestAsync(string id, byte[] message, CancellationToken cancellationToken)
+        /// <summary>Registers a request before it is written, so nothing the child says about it can be missed.</summary>
+        public RequestRoute Begin(RequestId id, RequestId progressToken)
         {
-            var answer = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
-            _pending[id] = answer;
-            try
+            var route = new RequestRoute(this, id, progressToken);
+            lock (_gate)
             {
-                if (_reading.IsCompleted)
+                if (_exited)
                 {
                     throw new IOException("The upstream server has exited.");
                 }
 
-                await WriteAsync(message, cancellationToken).ConfigureAwait(false);
-                return await answer.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+                _inFlight.Add(route);
+                if (progressToken.HasValue)
+                {
+                    _byProgressToken[progressToken] = route;
+                }
             }
-            finally
+
+            return route;
+        }
+
+        /// <summary>The client stopped listening for <paramref name="route"/>: nothing more is routed to it (its response is dropped).</summary>
+        public void Abandon(RequestRoute route)
+        {
+            lock (_gate)
             {
-                _pending.TryRemove(id, out _);
+                Forget(route);
             }
         }
 
-        private async Task ReadAsync(StreamReader stdout, ILogger logger)
+        /// <summary>Opens the session's GET stream with what waited for it; null when one is open already.</summary>
+        public ChildEventStream? OpenGetStream()
         {
+            lock (_gate)
+            {
+                if (_getStream is not null)
+                {
+                    return null;
+                }
+
+                var events = Channel.CreateUnbounded<ChildMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+                while (_backlog.TryDequeue(out ChildMessage waiting))
+                {
+                    events.Writer.TryWrite(waiting);
+                }
+
+                if (_exited)
+                {
+                    events.Writer.TryComplete();
+                }
+
+                _getEvents = events;
+                _getStream = new ChildEventStream(events.Reader, null, this);
+                return _getStream;
+            }
+        }
+
+        /// <summary>The GET stream's client went away: the next GET opens a new one.</summary>
+        public void Closed(ChildEventStream stream)
+        {
+            lock (_gate)
+            {
+                if (ReferenceEquals(_getStream, stream))
+                {
+                    _getEvents!.Writer.TryComplete();
+                    _getStream = null;
+                    _getEvents = null;
+                }
+            }
+        }
+
+        /// <summary>Step 6: one loop over the child's stdout, newline-delimited messages (basic/transports#stdio).</summary>
+        private async Task ReadAsync(PipeReader stdout, long maxMessageBytes)
+        {
+            var framer = new LineFramer(maxMessageBytes);
+            var classifier = new MessageClassifier();
             try
             {
-                while (await stdout.ReadLineAsync().ConfigureAwait(false) is { } line)
+                while (true)
                 {
-                    byte[] bytes = System.Text.Encoding.UTF8.GetBytes(line);
-                    if (ResponseId(bytes) is { } id && _pending.TryRemove(id, out TaskCompletionSource<byte[]>? waiting))
+                    ReadResult read = await stdout.ReadAsync().ConfigureAwait(false);
+                    ReadOnlySequence<byte> buffer = read.Buffer;
+                    try
                     {
-                        waiting.TrySetResult(bytes);
+                        while (true)
+                        {
+                            FrameStatus status = framer.TryReadMessage(ref buffer, read.IsCompleted, out ReadOnlySequence<byte> line);
+                            if (status == FrameStatus.Incomplete)
+                            {
+                                break;
+                            }
+
+                            if (status == FrameStatus.Oversized)
+                            {
+                                GatewayLog.UpstreamMessageOversized(_logger, maxMessageBytes);
+                                AnswerOversized(classifier.PeekId(line));
+                                continue;
+                            }
+
+                            Route(line);
+                        }
+                    }
+                    finally
+                    {
+                        stdout.AdvanceTo(buffer.Start, buffer.End);
+                    }
+
+                    if (read.IsCompleted)
+                    {
+                        break;
                     }
                 }
             }
             catch (IOException e)
             {
-                GatewayBridgeLog.UpstreamFailed(logger, e.Message);
+                GatewayBridgeLog.UpstreamFailed(_logger, e.Message);
             }
             finally
             {
-                foreach (TaskCompletionSource<byte[]> waiting in _pending.Values)
+                await stdout.CompleteAsync().ConfigureAwait(false);
+                lock (_gate)
                 {
-                    waiting.TrySetException(new IOException("The upstream server has exited."));
+                    // The child is gone: every request still waiting fails (the client gets a -32001 error), the GET stream ends.
+                    _exited = true;
+                    var exited = new IOException("The upstream server has exited.");
+                    foreach (RequestRoute route in _inFlight)
+                    {
+                        route.Events.Writer.TryComplete(exited);
+                    }
+
+                    _inFlight.Clear();
+                    _byProgressToken.Clear();
+                    _getEvents?.Writer.TryComplete();
                 }
             }
         }
 
-        private static string? ResponseId(byte[] line)
+        private void Route(in ReadOnlySequence<byte> line)
         {
-            try
+            if (!JsonRpcPeek.TryRead(line, out JsonRpcPeek peek))
             {
-                using JsonDocument document = JsonDocument.Parse(line);
-                JsonElement root = document.RootElement;
-                return root.ValueKind == JsonValueKind.Object && !root.TryGetProperty("method", out _) && root.TryGetProperty("id", out JsonElement id)
-                    ? id.GetRawText()
-                    : null;
+                // Not a JSON-RPC message (a server printing to stdout by mistake): nobody can use it.
+                GatewayBridgeLog.UpstreamFailed(_logger, "the upstream server wrote a line that is not a JSON object; dropped");
+                return;
             }
-            catch (JsonException)
+
+            lock (_gate)
             {
-                return null;
+                if (peek.Scope == ChildMessageScope.Response)
+                {
+                    RequestRoute? answered = Find(peek.Id);
+                    if (answered is not null)
+                    {
+                        Forget(answered);
+                        answered.Events.Writer.TryWrite(ChildMessage.Create(line, isResponse: true));
+                        answered.Events.Writer.TryComplete();
+                    }
+
+                    // Otherwise the client stopped waiting for it (disconnect): a response to nobody.
+                    return;
+                }
+
+                RequestRoute? newest = _inFlight.Count > 0 ? _inFlight[^1] : null;
+                RequestRoute? target = peek.Scope switch
+                {
+                    ChildMessageScope.Progress => peek.ProgressToken.HasValue && _byProgressToken.TryGetValue(peek.ProgressToken, out RequestRoute? owner) ? owner : newest,
+                    ChildMessageScope.RequestRelated => newest,
+                    _ => _getEvents is null ? newest : null,
+                };
+
+                ChildMessage message = ChildMessage.Create(line, isResponse: false);
+                if (target is not null)
+                {
+                    target.Events.Writer.TryWrite(message);
+                }
+                else if (_getEvents is not null)
+                {
+                    _getEvents.Writer.TryWrite(message);
+                }
+                else
+                {
+                    if (_backlog.Count == BacklogLimit)
+                    {
+                        _backlog.Dequeue();
+                    }
+
+                    _backlog.Enqueue(message);
+                }
+            }
+        }
+
+        /// <summary>A line too long to pass on: if it answers a request, that request gets -32002 instead.</summary>
+        private void AnswerOversized(RequestId id)
+        {
+            if (!id.HasValue)
+            {
+                return;
+            }
+
+            var output = new ArrayBufferWriter<byte>(256);
+            new ReplyWriter().WriteError(output, id, JsonRpcErrorCodes.ResponseTooLarge, "The upstream server's response exceeds the gateway's size limit (--max-message-bytes)");
+            // WriteError ends the message with a newline; the event carries the message alone.
+            var error = new ReadOnlySequence<byte>(output.WrittenMemory[..^1]);
+            lock (_gate)
+            {
+                RequestRoute? answered = Find(id);
+                if (answered is not null)
+                {
+                    Forget(answered);
+                    answered.Events.Writer.TryWrite(ChildMessage.Create(error, isResponse: true));
+                    answered.Events.Writer.TryComplete();
+                }
+            }
+        }
+
+        private RequestRoute? Find(RequestId id)
+        {
+            foreach (RequestRoute route in _inFlight)
+            {
+                if (route.Id.Equals(id))
+                {
+                    return route;
+                }
+            }
+
+            return null;
+        }
+
+        private void Forget(RequestRoute route)
+        {
+            _inFlight.Remove(route);
+            if (route.ProgressToken.HasValue && _byProgressToken.TryGetValue(route.ProgressToken, out RequestRoute? registered) && ReferenceEquals(registered, route))
+            {
+                _byProgressToken.Remove(route.ProgressToken);
             }
         }
 

@@ -53,6 +53,8 @@ public sealed class HttpGateway : IAsyncDisposable
 
         // One broker for every session: the admin API lists and answers the held calls of all of them.
         Approvals = new ApprovalBroker(time, audit, Metrics, logger);
+        // A session that ends (DELETE, idle) withdraws its held calls and forgets its session-scoped approvals.
+        _sessions.Removed += session => Approvals.EndSession(session.Id);
         var enforcer = new ToolCallEnforcer(evaluator, audit, options.AuditFailOpen, logger, Metrics, Approvals);
         var proxy = new StreamableHttpProxy(options, enforcer, _upstream, _upstreamUri, _sessions, Metrics, logger, time);
 

@@ -19,6 +19,19 @@ internal sealed class HttpSession(string id, string grant, long now)
     /// <summary>Marks the session used now.</summary>
     public void Touch(long now) => Volatile.Write(ref _lastUsed, now);
 
+    /// <summary>Whether the client declared form elicitation at initialize (approvals ask it in its own UI, docs/approvals.md).</summary>
+    public bool ClientElicitation { get; private set; }
+
+    /// <summary>The client's <c>clientInfo.name</c> from its initialize, or null.</summary>
+    public string? ClientName { get; private set; }
+
+    /// <summary>Records what the client's initialize said (once, when the session is created).</summary>
+    public void RememberClient(bool elicitation, string? name)
+    {
+        ClientElicitation |= elicitation;
+        ClientName ??= name;
+    }
+
     private Enforcement.PinVerifier? _pins;
 
     /// <summary>The session's pin state (docs/scan.md, "Pinning"), created on first use.</summary>

@@ -32,7 +32,7 @@ namespace PolicyCompiler.Gateway.Transport.StreamableHttp;
 /// commit a call's counters; (10) pass each event on at once (a stream is never buffered whole).
 /// GET (the server's SSE stream) and DELETE (end of session) take steps 1, 2, 7, 8–10.
 /// </summary>
-internal sealed class StreamableHttpProxy
+internal sealed partial class StreamableHttpProxy
 {
     internal const string SessionHeader = "Mcp-Session-Id";
     internal const string ProtocolVersionHeader = "MCP-Protocol-Version";
@@ -197,12 +197,10 @@ internal sealed class StreamableHttpProxy
             }
 
             var exchange = new Exchange(classifier.Kind == MessageKind.Request ? classifier.Id : default, classifier.Method, grant, session);
-            if (classifier.Kind == MessageKind.Notification && classifier.Method == KnownMethod.Cancelled && classifier.CancelledId.HasValue
-                && _enforcer.Approvals is { Count: > 0 } approvals && approvals.TryWithdrawRequest(session, grant, classifier.CancelledId))
+            if (_enforcer.Approvals is { } approvals && MayBeApprovalTraffic(classifier, approvals, session)
+                && HandleApprovalTraffic(context, approvals, message, classifier, exchange))
             {
-                // It cancels a call held for approval here: the upstream never saw that call, so it is not told.
-                context.Response.StatusCode = StatusCodes.Status202Accepted;
-                return;
+                return; // an elicitation answer, or the cancellation of a held call (docs/approvals.md)
             }
 
             // Step 6: decide a tools/call.
@@ -213,7 +211,7 @@ internal sealed class StreamableHttpProxy
                 {
                     // Held: this POST waits for the answer (docs/approvals.md); the body stays unconsumed, so an
                     // approved call is forwarded exactly as it arrived.
-                    EnforcedCall? released = await HoldAsync(context, broker, exchange, call, scratch).ConfigureAwait(false);
+                    EnforcedCall? released = await HoldAsync(context, broker, message, exchange, call, scratch).ConfigureAwait(false);
                     if (released is null)
                     {
                         return;
@@ -247,61 +245,6 @@ internal sealed class StreamableHttpProxy
             body.AdvanceTo(message.End);
             Return(scratch);
         }
-    }
-
-    /// <summary>
-    /// Holds a call that needs approval until it is answered: null when this method answered the POST
-    /// (denied, timed out) or nobody is left to answer (withdrawn); otherwise the call with its limits
-    /// reserved (<see cref="ToolCallEnforcer.Release"/>): forward it, or answer it rate-limited.
-    /// </summary>
-    private async Task<EnforcedCall?> HoldAsync(HttpContext context, ApprovalBroker broker, Exchange exchange, EnforcedCall call, Scratch scratch)
-    {
-        MessageClassifier classifier = scratch.Classifier;
-        ApprovalRequest request = ApprovalBroker.Prepare(exchange.Id, exchange.Grant, exchange.Session, classifier.ToolName, classifier.ArgumentsJson, call.Decision.Rule, call.Reason, _enforcer.ApprovalTimeout(call.Decision.Rule));
-        string? approvalId = null;
-        if (!broker.TryUseStanding(request))
-        {
-            PendingApproval? approval = broker.Register(request);
-            string? refusal = approval is null ? call.Reason + " (too many calls are waiting for approval, so this one is denied)" : null;
-            if (approval is not null)
-            {
-                ApprovalOutcome outcome;
-                // A client that goes away withdraws its call (nobody is left to answer).
-                using (context.RequestAborted.Register(static state => ((PendingApprovalHandle)state!).Withdraw(), new PendingApprovalHandle(broker, approval.Id)))
-                {
-                    outcome = await approval.Completion.ConfigureAwait(false);
-                }
-
-                if (outcome.Status == ApprovalStatus.Withdrawn)
-                {
-                    // Cancelled (basic/utilities/cancellation: no answer is due) or the session ended.
-                    if (!context.RequestAborted.IsCancellationRequested)
-                    {
-                        context.Response.StatusCode = StatusCodes.Status202Accepted;
-                    }
-
-                    return null;
-                }
-
-                if (outcome.Status != ApprovalStatus.Approved)
-                {
-                    refusal = ApprovalMessages.RefusalReason(approval, outcome);
-                }
-
-                approvalId = approval.Id;
-            }
-
-            if (refusal is not null)
-            {
-                context.Response.StatusCode = StatusCodes.Status200OK;
-                context.Response.ContentType = "application/json";
-                scratch.Replies.WriteBlocked(scratch.Buffer, exchange.Id, classifier.ToolName, Policy.Runtime.Decision.Deny(call.Decision.Rule, refusal), refusal);
-                await WriteBufferAsync(context, scratch).ConfigureAwait(false);
-                return null;
-            }
-        }
-
-        return _enforcer.Release(exchange.Id, classifier.ToolName, classifier.ArgumentsJson, exchange.Grant, exchange.Session, approvalId);
     }
 
     private async Task PassThroughAsync(HttpContext context, string grant, string session)
@@ -368,15 +311,21 @@ internal sealed class StreamableHttpProxy
                 return;
             }
 
-            response.StatusCode = status;
-            if (upstreamResponse.Headers.TryGetValues(SessionHeader, out IEnumerable<string>? sessionIds))
+            // An approval's elicitation may already have opened this POST's answer as an SSE stream (docs/approvals.md).
+            bool ownStream = response.HasStarted;
+            if (!ownStream)
+            {
+                response.StatusCode = status;
+            }
+
+            if (upstreamResponse.Headers.TryGetValues(SessionHeader, out IEnumerable<string>? sessionIds) && !ownStream)
             {
                 foreach (string id in sessionIds)
                 {
                     // basic/transports#session-management: the session id the server assigns on initialize.
                     if (exchange.Session.Length == 0 && id.Length > 0)
                     {
-                        _sessions.Add(id, exchange.Grant);
+                        _sessions.Add(id, exchange.Grant).RememberClient(exchange.ClientElicitation, exchange.ClientName);
                     }
 
                     response.Headers[SessionHeader] = id;
@@ -407,14 +356,28 @@ internal sealed class StreamableHttpProxy
             {
                 if (string.Equals(mediaType, "text/event-stream", StringComparison.OrdinalIgnoreCase))
                 {
-                    response.ContentType = "text/event-stream";
-                    response.Headers.CacheControl = "no-cache";
+                    if (!ownStream)
+                    {
+                        response.ContentType = "text/event-stream";
+                        response.Headers.CacheControl = "no-cache";
+                    }
+
                     await RelayEventsAsync(context, upstreamBody, exchange, scratch).ConfigureAwait(false);
                 }
                 else if (string.Equals(mediaType, "application/json", StringComparison.OrdinalIgnoreCase))
                 {
-                    response.ContentType = "application/json";
+                    if (!ownStream)
+                    {
+                        response.ContentType = "application/json";
+                    }
+
                     await RelayJsonAsync(context, upstreamBody, exchange, scratch).ConfigureAwait(false);
+                }
+                else if (ownStream)
+                {
+                    // Neither JSON nor SSE cannot be carried on our stream: the call gets an error event.
+                    Settle(exchange, UpstreamOutcome.Error, commit: true);
+                    await WriteErrorAsync(context, StatusCodes.Status502BadGateway, exchange.Id, JsonRpcErrorCodes.UpstreamClosed, "The upstream MCP server answered with neither JSON nor an event stream", scratch).ConfigureAwait(false);
                 }
                 else
                 {
@@ -482,6 +445,11 @@ internal sealed class StreamableHttpProxy
             }
 
             reader.AdvanceTo(message.End);
+            if (context.Response.HasStarted)
+            {
+                WrapBufferAsEvent(scratch); // our own SSE stream (an approval's elicitation opened it)
+            }
+
             await WriteBufferAsync(context, scratch).ConfigureAwait(false);
             Settle(exchange, UpstreamOutcome.NoResponse, commit: true);
         }
@@ -499,8 +467,10 @@ internal sealed class StreamableHttpProxy
         PipeReader reader = PipeReader.Create(upstreamBody, new StreamPipeReaderOptions(leaveOpen: true));
         CancellationToken aborted = context.RequestAborted;
 
-        // The client sees the response headers at once (a GET stream may stay quiet for minutes).
+        // The client sees the response headers at once (a GET stream may stay quiet for minutes). Kestrel's
+        // StartAsync only buffers them; the flush puts them on the wire.
         await context.Response.StartAsync(aborted).ConfigureAwait(false);
+        await context.Response.BodyWriter.FlushAsync(aborted).ConfigureAwait(false);
         try
         {
             while (true)
@@ -715,6 +685,21 @@ internal sealed class StreamableHttpProxy
     {
         if (context.Response.HasStarted)
         {
+            if (id.HasValue && context.Items.ContainsKey(OwnEventStreamKey))
+            {
+                // Our own SSE stream (an approval's elicitation opened it): the error is its last event.
+                Scratch events = scratch ?? Rent();
+                events.Rewritten.ResetWrittenCount();
+                events.Replies.WriteError(events.Rewritten, id, code, message);
+                events.Buffer.ResetWrittenCount();
+                WriteEvent(events.Buffer, events.Rewritten.WrittenSpan);
+                await WriteBufferAsync(context, events).ConfigureAwait(false);
+                if (scratch is null)
+                {
+                    Return(events);
+                }
+            }
+
             return;
         }
 
@@ -776,12 +761,6 @@ internal sealed class StreamableHttpProxy
         return session.Length > 0 && _sessions.TryGet(session, grant, out HttpSession? known) ? known!.Pins(_logger) : new PinVerifier(_logger);
     }
 
-    /// <summary>What the abort callback of a held POST needs (a static callback: no closure on the request path).</summary>
-    private sealed class PendingApprovalHandle(ApprovalBroker broker, string id)
-    {
-        public void Withdraw() => broker.Withdraw(id, ApprovalChannel.Cancel);
-    }
-
     private sealed class Exchange(RequestId id, KnownMethod method, string grant, string session)
     {
         public readonly RequestId Id = id;
@@ -791,6 +770,8 @@ internal sealed class StreamableHttpProxy
         public PendingRequest Pending;
         public bool HasPending;
         public bool Answered;
+        public bool ClientElicitation; // an initialize that declared form elicitation (docs/approvals.md)
+        public string? ClientName;
     }
 
     /// <summary>Per-request working objects, pooled: a request allocates none of them in steady state.</summary>
