@@ -6,6 +6,8 @@
 #     direct        the fixture's own Streamable HTTP endpoint
 #     http          GATEWAY http --upstream FIXTURE_URL                (HTTP → HTTP)
 #     stdio         GATEWAY http -- ConformanceFixture --stdio         (HTTP → stdio, a child per session)
+#     stdio-gw      GATEWAY http -- GATEWAY stdio -- ConformanceFixture --stdio   (the stdio gateway inside)
+#     stdio-bridge  GATEWAY http -- GATEWAY stdio --upstream FIXTURE_URL          (the stdio → HTTP bridge inside)
 #     http+deny, stdio+deny   the same with a policy denying test_sampling: only tools-call-sampling
 #                   may change, and it must fail with the policy's reason (run by the interpreter,
 #                   `policyc run http`, which must decide as the compiled gateway does; one native build
@@ -84,9 +86,24 @@ fi
 ls -l "$ALLOW" | awk '{print "  " $5 " bytes  " $NF}'
 
 run_server_suite() { # MODE URL
-  echo "-- server scenarios: $1 ($2)"
   "$NODE" "$SUITE" server --url "$2" --suite all -o "$WORK/results/server/$1" >"$WORK/logs/server-$1.txt" 2>&1 || true
-  sed -n 's/^Total: /   /p' "$WORK/logs/server-$1.txt"
+  echo "-- server scenarios: $1: $(sed -n 's/^Total: //p' "$WORK/logs/server-$1.txt")"
+}
+
+suites=()
+serve() { # MODE GATEWAY-COMMAND...: starts the gateway (LISTEN in the command: where its --listen goes) on a
+           # free port, then the suite against it, in the background
+  local mode=$1; shift
+  local gport arg
+  gport=$(free_port)
+  local command=()
+  for arg in "$@"; do
+    if [ "$arg" = LISTEN ]; then command+=(--listen "127.0.0.1:$gport"); else command+=("$arg"); fi
+  done
+  start "$WORK/logs/gateway-$mode.txt" "${command[@]}"
+  wait_http "http://127.0.0.1:$gport/mcp"
+  run_server_suite "$mode" "http://127.0.0.1:$gport/mcp" &
+  suites+=($!)
 }
 
 echo "== server scenarios"
@@ -96,21 +113,18 @@ FIXTURE_URL=http://127.0.0.1:$port/mcp
 wait_http "$FIXTURE_URL"
 run_server_suite direct "$FIXTURE_URL"
 
-for policy in allow deny; do
-  # The HTTP gateway's command up to its options: the native one, or the interpreter with the deny policy.
-  gateway=("$ALLOW" http); suffix=""
-  if [ $policy = deny ]; then gateway=(dotnet "$POLICYC" run http "$CONF/deny-sampling.json"); suffix="+deny"; fi
-
-  gport=$(free_port)
-  start "$WORK/logs/gateway-http$suffix.txt" "${gateway[@]}" --listen "127.0.0.1:$gport" --upstream "$FIXTURE_URL"
-  wait_http "http://127.0.0.1:$gport/mcp"
-  run_server_suite "http$suffix" "http://127.0.0.1:$gport/mcp"
-
-  gport=$(free_port)
-  start "$WORK/logs/gateway-stdio$suffix.txt" "${gateway[@]}" --listen "127.0.0.1:$gport" -- "$FIXTURE" --stdio
-  wait_http "http://127.0.0.1:$gport/mcp"
-  run_server_suite "stdio$suffix" "http://127.0.0.1:$gport/mcp"
-done
+# The modes run side by side (each has its own gateway; the fixture serves them all): the stdio modes
+# spend most of their time starting a child per session.
+DENY_GATEWAY=(dotnet "$POLICYC" run http "$CONF/deny-sampling.json" LISTEN)
+serve http "$ALLOW" http LISTEN --upstream "$FIXTURE_URL"
+serve stdio "$ALLOW" http LISTEN -- "$FIXTURE" --stdio
+# The stdio gateway itself, with every server scenario: HTTP → (child) GATEWAY stdio → (child) fixture.
+serve stdio-gw "$ALLOW" http LISTEN -- "$ALLOW" stdio -- "$FIXTURE" --stdio
+# The stdio → HTTP bridge, with every server scenario: HTTP → (child) GATEWAY stdio --upstream → fixture.
+serve stdio-bridge "$ALLOW" http LISTEN -- "$ALLOW" stdio --upstream "$FIXTURE_URL"
+serve http+deny "${DENY_GATEWAY[@]}" --upstream "$FIXTURE_URL"
+serve stdio+deny "${DENY_GATEWAY[@]}" -- "$FIXTURE" --stdio
+for pid in "${suites[@]}"; do wait "$pid"; done
 
 echo "== client scenarios"
 run_client_suite() { # MODE CLIENT-COMMAND
@@ -128,7 +142,7 @@ echo
 echo "== results ($(date -u +%Y-%m-%dT%H:%MZ); logs and checks.json in $WORK)"
 status=0
 "$NODE" "$CONF/compare.mjs" --kind server --results "$WORK/results/server" \
-  --modes direct,http,stdio,http+deny,stdio+deny \
+  --modes direct,http,stdio,stdio-gw,stdio-bridge,http+deny,stdio+deny \
   --deny-scenario tools-call-sampling --deny-reason "$DENY_REASON" \
   --known "$CONF/known-differences.txt" --markdown "$WORK/server-table.md" || status=1
 echo

@@ -14,7 +14,9 @@ using PolicyCompiler.Conformance.Fixture;
 
 if (args.Contains("--stdio"))
 {
-    var stdio = Host.CreateApplicationBuilder();
+    // The empty builder reads no appsettings.json, so it watches no files: a gateway starts one fixture per
+    // session, and each file watcher takes one of the user's inotify instances (128 by default).
+    var stdio = Host.CreateEmptyApplicationBuilder(settings: null);
     // stdout carries only MCP messages: every log goes to stderr.
     stdio.Logging.ClearProviders();
     stdio.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
