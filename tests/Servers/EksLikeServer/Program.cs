@@ -39,7 +39,9 @@ var tools = new (string Name, string Description, bool ReadOnly)[]
 
 var inputSchema = JsonSerializer.SerializeToElement(new JsonObject { ["type"] = "object" });
 
-var builder = Host.CreateApplicationBuilder(args);
+// The empty builder watches no configuration files: tests start many of these at once, and the default
+// builder's file watchers can exhaust the per-user inotify instance limit (128 by default).
+var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { Args = args });
 // stdout carries only MCP messages: every log goes to stderr.
 builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
