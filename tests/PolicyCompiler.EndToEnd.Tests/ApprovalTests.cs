@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
@@ -294,5 +295,78 @@ public sealed class ApprovalTests(NativeGatewayFixture gateway) : IDisposable
         Assert.Empty(left);
         await client.CallToolAsync("list_k8s_resources", new Dictionary<string, object?>());
         Assert.Equal(["list_k8s_resources"], _calls.Calls().Select(c => c.Tool).ToArray());
+    }
+
+    [Fact]
+    public async Task Http_gateway_asks_through_elicitation_on_the_post_stream_and_headless_clients_through_the_admin_api()
+    {
+        string listen = "127.0.0.1:" + FreePort();
+        string admin = "127.0.0.1:" + FreePort();
+        var start = new ProcessStartInfo(gateway.GatewayPath)
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        };
+        foreach (string argument in (string[])["http", "--listen", listen, "--admin", admin, "--admin-token-file", TokenFile, "--grant", "approvals-http", "--state", "memory", "--", "dotnet", Repo.EksLikeServerDll])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        start.Environment["EKS_LIKE_SERVER_CALL_LOG"] = _calls.Path;
+        using Process process = Process.Start(start)!;
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        try
+        {
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(20) };
+            await PendingAsync(http, admin, 0); // the listener is up
+            var endpoint = new Uri($"http://{listen}/mcp");
+
+            // A client with elicitation is asked on its POST's stream, and its approval forwards the call.
+            int asked = 0;
+            await using (McpClient asking = await McpClient.CreateAsync(
+                new HttpClientTransport(new HttpClientTransportOptions { Endpoint = endpoint, TransportMode = HttpTransportMode.StreamableHttp, MaxReconnectionAttempts = 0 }),
+                new McpClientOptions
+                {
+                    Capabilities = new ClientCapabilities { Elicitation = new ElicitationCapability() },
+                    Handlers = new McpClientHandlers
+                    {
+                        ElicitationHandler = (request, _) =>
+                        {
+                            Interlocked.Increment(ref asked);
+                            return ValueTask.FromResult(Answer(request!.Message.Contains("/approved", StringComparison.Ordinal) ? "approve" : "deny"));
+                        },
+                    },
+                }))
+            {
+                CallToolResult approved = await asking.CallToolAsync("CreateCodeConnection", External("approved"));
+                Assert.False(approved.IsError ?? false, Text(approved));
+                CallToolResult denied = await asking.CallToolAsync("CreateCodeConnection", External("denied"));
+                Assert.True(denied.IsError);
+                Assert.Equal(2, asked);
+            }
+
+            // A client without the capability waits for the admin API.
+            await using McpClient headless = await McpClient.CreateAsync(
+                new HttpClientTransport(new HttpClientTransportOptions { Endpoint = endpoint, TransportMode = HttpTransportMode.StreamableHttp, MaxReconnectionAttempts = 0 }));
+            Task<CallToolResult> held = headless.CallToolAsync("CreateCodeConnection", External("headless")).AsTask();
+            string id = (await PendingAsync(http, admin, 1))[0].GetProperty("id").GetString()!;
+            using (HttpResponseMessage response = await http.SendAsync(Admin(HttpMethod.Post, admin, $"/approvals/{id}/deny", """{"note":"not from CI"}""")))
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            }
+
+            CallToolResult refused = await held.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.True(refused.IsError);
+            Assert.Contains("not from CI", Text(refused));
+
+            Assert.Equal(["https://external.example/approved"], _calls.Calls().Where(c => c.Tool == "CreateCodeConnection").Select(c => (string)c.Arguments!["repository"]!).ToArray());
+        }
+        finally
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+            _ = await stderr;
+        }
     }
 }
