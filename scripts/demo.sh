@@ -2,7 +2,8 @@
 # The main job: build a native gateway from the bundled EKS policy (policies/eks.json) with
 # `policyc build`, put it in front of a real MCP server (the EKS-like sample server, built with the
 # official C# SDK), and play a scenario of tool calls through it with an MCP client: reads pass,
-# destructive and IAM calls are stopped with a reason, writes are rate-limited.
+# deletes are held until a (scripted) human approves or declines them in the client (elicitation),
+# other destructive and IAM calls are stopped with a reason, writes are rate-limited.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

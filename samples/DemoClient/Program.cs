@@ -1,7 +1,9 @@
 // Usage: DemoClient SCENARIO.json GATEWAY [GATEWAY-ARGS...]
 // Starts GATEWAY (with its arguments, e.g. `stdio --grant demo -- dotnet EksLikeServer.dll`) as an
 // MCP server, lists its tools, then plays the scenario: a JSON array of
-// { "tool": NAME, "arguments": {...}, "repeat": N?, "note": "..." } and prints each decision.
+// { "tool": NAME, "arguments": {...}, "repeat": N?, "note": "...", "human": "approve" | "deny"? } and
+// prints each decision. The client declares elicitation, so the gateway asks it when a call needs
+// approval (docs/approvals.md); "human" is the answer a person would give in that form.
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ModelContextProtocol.Client;
@@ -14,12 +16,19 @@ if (args.Length < 2)
 }
 
 var scenario = JsonNode.Parse(File.ReadAllText(args[0]))!.AsArray();
-await using var client = await McpClient.CreateAsync(new StdioClientTransport(new StdioClientTransportOptions
-{
-    Name = "gateway",
-    Command = args[1],
-    Arguments = args[2..],
-}));
+string? human = null; // the scripted person's answer for the current step
+await using var client = await McpClient.CreateAsync(
+    new StdioClientTransport(new StdioClientTransportOptions
+    {
+        Name = "gateway",
+        Command = args[1],
+        Arguments = args[2..],
+    }),
+    new McpClientOptions
+    {
+        Capabilities = new ClientCapabilities { Elicitation = new ElicitationCapability() },
+        Handlers = new McpClientHandlers { ElicitationHandler = (request, _) => ValueTask.FromResult(Answer(request!, human)) },
+    });
 
 var tools = await client.ListToolsAsync();
 Console.WriteLine($"tools/list through the gateway: {tools.Count} tools visible");
@@ -32,6 +41,7 @@ foreach (var step in scenario)
     var tool = (string)step!["tool"]!;
     var arguments = step["arguments"]?.Deserialize<Dictionary<string, object?>>() ?? [];
     int repeat = (int?)step["repeat"] ?? 1;
+    human = (string?)step["human"];
     if (step["note"] is { } note) Console.WriteLine($"# {note}");
     // Consecutive calls with the same outcome are printed once, with their range (#1-#30).
     int first = 1;
@@ -61,5 +71,28 @@ foreach (var step in scenario)
 
 Console.WriteLine($"{allowed} calls reached the server, {blocked} were stopped by the gateway.");
 return 0;
+
+// What the person in front of the client answers when the gateway asks for approval.
+static ElicitResult Answer(ElicitRequestParams request, string? decision)
+{
+    string question = request.Message.Split('\n')[0];
+    Console.WriteLine($"    ? gateway asks the human: {question}");
+    if (decision is null)
+    {
+        Console.WriteLine("    ! (the human closes the form)");
+        return new ElicitResult { Action = "cancel" };
+    }
+
+    Console.WriteLine($"    ! the human answers: {decision}");
+    return new ElicitResult
+    {
+        Action = "accept",
+        Content = new Dictionary<string, JsonElement>
+        {
+            ["decision"] = JsonSerializer.SerializeToElement(decision),
+            ["note"] = JsonSerializer.SerializeToElement(decision == "approve" ? "checked with the on-call engineer" : "not during the freeze"),
+        },
+    };
+}
 
 static string Shorten(string text) => text.Length <= 160 ? text : text[..157] + "...";
