@@ -351,6 +351,12 @@ public sealed class HttpApprovalTests : IAsyncLifetime
         Uri baseUri = new($"http://{admin.EndPoint}");
         Assert.Equal("ok\n", await http.GetStringAsync(new Uri(baseUri, "/healthz")));
         Assert.Contains("policycompiler_approvals_pending 0", await http.GetStringAsync(new Uri(baseUri, "/metrics")));
+        using (HttpResponseMessage readyz = await http.GetAsync(new Uri(baseUri, "/readyz")))
+        {
+            // No readiness probe in stdio mode: its one upstream is the gateway's own child.
+            Assert.Equal(HttpStatusCode.NotFound, readyz.StatusCode);
+        }
+
         using HttpResponseMessage list = await http.SendAsync(AdminRequest(HttpMethod.Get, new Uri(baseUri, "/approvals")));
         Assert.Equal("[]", JsonDocument.Parse(await list.Content.ReadAsStringAsync()).RootElement.GetProperty("approvals").GetRawText());
     }

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -9,12 +8,13 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using PolicyCompiler.Gateway.Diagnostics;
 using PolicyCompiler.Gateway.Enforcement.Approvals;
+using PolicyCompiler.Gateway.Transport.StreamableHttp;
 
 namespace PolicyCompiler.Gateway.Hosting;
 
 /// <summary>
-/// The admin listener of the stdio gateway (<c>GATEWAY stdio --admin ADDRESS:PORT</c>): <c>/healthz</c>,
-/// <c>/metrics</c> and the approvals API (docs/approvals.md), so a headless agent's held calls can be
+/// The admin listener of the stdio gateway (<c>GATEWAY stdio --admin ADDRESS:PORT</c>): the HTTP gateway's
+/// <see cref="AdminEndpoints"/> without <c>/readyz</c> — <c>/healthz</c>, <c>/metrics</c> and the approvals API (docs/approvals.md), so a headless agent's held calls can be
 /// answered out of band. Kestrel's slim builder, as the HTTP gateway's (Native AOT clean); its logs go
 /// to the gateway's logger (stderr): stdout carries MCP messages only.
 /// </summary>
@@ -54,38 +54,8 @@ public sealed class StdioAdminServer : IAsyncDisposable
             kestrel.Listen(listen);
         });
         WebApplication app = builder.Build();
-        var routes = new ApprovalAdminEndpoints(approvals, token);
-        app.Run(async context =>
-        {
-            if (ApprovalAdminEndpoints.Matches(context.Request.Path))
-            {
-                await routes.HandleAsync(context).ConfigureAwait(false);
-                return;
-            }
-
-            if (!HttpMethods.IsGet(context.Request.Method))
-            {
-                context.Response.StatusCode = StatusCodes.Status405MethodNotAllowed;
-                return;
-            }
-
-            switch (context.Request.Path.Value)
-            {
-                case "/healthz":
-                    context.Response.ContentType = "text/plain";
-                    await context.Response.WriteAsync("ok\n", context.RequestAborted).ConfigureAwait(false);
-                    return;
-                case "/metrics":
-                    var text = new StringWriter(new StringBuilder(4096), System.Globalization.CultureInfo.InvariantCulture);
-                    metrics.WritePrometheus(text);
-                    context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-                    await context.Response.WriteAsync(text.ToString(), context.RequestAborted).ConfigureAwait(false);
-                    return;
-                default:
-                    context.Response.StatusCode = StatusCodes.Status404NotFound;
-                    return;
-            }
-        });
+        var routes = new AdminEndpoints(metrics, readiness: null, new ApprovalAdminEndpoints(approvals, token));
+        app.Run(routes.HandleAsync);
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
         int port = listen.Port;
         foreach (string address in app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses)

@@ -9,9 +9,10 @@ namespace PolicyCompiler.Gateway.Transport.StreamableHttp;
 /// The admin listener (<c>--admin</c>, its own port, loopback by default): <c>/healthz</c> (the process
 /// serves), <c>/readyz</c> (the upstream answers an MCP initialize: <see cref="UpstreamProbe"/>), <c>/metrics</c> (Prometheus text format).
 /// Separate from the MCP port so that it needs no grant and is never exposed with it. The
-/// <c>/approvals</c> routes (docs/approvals.md) need the admin token.
+/// <c>/approvals</c> routes (docs/approvals.md) need the admin token. The stdio gateway's admin listener
+/// serves the same routes without a readiness probe: there <c>/readyz</c> is 404 (its one upstream is its own child).
 /// </summary>
-internal sealed class AdminEndpoints(GatewayMetrics metrics, UpstreamProbe readiness, ApprovalAdminEndpoints? approvals = null)
+internal sealed class AdminEndpoints(GatewayMetrics metrics, UpstreamProbe? readiness, ApprovalAdminEndpoints? approvals = null)
 {
     public async Task HandleAsync(HttpContext context)
     {
@@ -33,7 +34,7 @@ internal sealed class AdminEndpoints(GatewayMetrics metrics, UpstreamProbe readi
                 context.Response.ContentType = "text/plain";
                 await context.Response.WriteAsync("ok\n", context.RequestAborted).ConfigureAwait(false);
                 return;
-            case "/readyz":
+            case "/readyz" when readiness is not null:
                 ProbeResult probe = await readiness.CheckAsync().WaitAsync(context.RequestAborted).ConfigureAwait(false);
                 context.Response.StatusCode = probe.Ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
                 context.Response.ContentType = "text/plain";
