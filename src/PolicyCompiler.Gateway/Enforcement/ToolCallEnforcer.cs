@@ -84,21 +84,8 @@ internal sealed class ToolCallEnforcer
         }
         else
         {
-            try
-            {
-                shadow = _evaluator.Policy.Mode == PolicyMode.Shadow;
-                decision = _evaluator.Evaluate(new ToolCall(name, arguments, grant, session));
-            }
-            catch (CounterStoreUnavailableException e)
-            {
-                // The store's fail-mode decorator decided to refuse (closed); its message is the reason.
-                decision = Decision.Deny(StateUnavailableRule, e.Message + " (--state-fail-mode closed)");
-            }
-            catch (Exception e)
-            {
-                GatewayLog.EvaluatorFailed(_logger, e);
-                decision = Decision.Deny(InternalErrorRule, InternalErrorReason);
-            }
+            shadow = IsShadow();
+            decision = Evaluate(new ToolCall(name, arguments, grant, session), reserveOnly: false);
         }
 
         long decisionNs = ElapsedNanoseconds(started);
@@ -123,29 +110,7 @@ internal sealed class ToolCallEnforcer
             }
         }
 
-        if (_audit is not null)
-        {
-            var entry = new AuditEntry
-            {
-                Kind = AuditEntryKind.Decision,
-                Time = _audit.Now,
-                Session = session,
-                Grant = grant,
-                Id = id,
-                Decision = decision.Kind,
-                Forwarded = forward,
-                Held = held,
-                Shadow = shadow,
-                Rule = decision.Rule,
-                Reason = decision.Reason is null ? null : reason,
-                Counter = decision.Counter,
-                RetryAfterSeconds = ReplyWriter.RetryAfterSeconds(decision),
-                DecisionNanoseconds = decisionNs,
-            };
-            entry.CaptureCall(name, arguments, !arguments.IsEmpty);
-            _audit.Record(ref entry);
-        }
-
+        Record(id, name, arguments, grant, session, decision, forward, held, shadow, decision.Reason is null ? null : reason, decisionNs, approvalId: null);
         if (!forward)
         {
             decision.Reservation.Rollback();
@@ -170,50 +135,17 @@ internal sealed class ToolCallEnforcer
         }
         else
         {
-            try
-            {
-                decision = _evaluator.ReserveLimits(new ToolCall(name, arguments, grant, session));
-            }
-            catch (CounterStoreUnavailableException e)
-            {
-                decision = Decision.Deny(StateUnavailableRule, e.Message + " (--state-fail-mode closed)");
-            }
-            catch (Exception e)
-            {
-                GatewayLog.EvaluatorFailed(_logger, e);
-                decision = Decision.Deny(InternalErrorRule, InternalErrorReason);
-            }
+            decision = Evaluate(new ToolCall(name, arguments, grant, session), reserveOnly: true);
         }
 
         bool forward = decision.Kind == DecisionKind.Allow;
-        string reason = decision.Reason ?? string.Empty;
-        if (_audit is not null)
-        {
-            var entry = new AuditEntry
-            {
-                Kind = AuditEntryKind.Decision,
-                Time = _audit.Now,
-                Session = session,
-                Grant = grant,
-                Id = id,
-                Decision = decision.Kind,
-                Forwarded = forward,
-                Rule = decision.Rule,
-                Reason = decision.Reason,
-                Counter = decision.Counter,
-                RetryAfterSeconds = ReplyWriter.RetryAfterSeconds(decision),
-                DecisionNanoseconds = ElapsedNanoseconds(started),
-                ApprovalId = approvalId,
-            };
-            entry.CaptureCall(name, arguments, !arguments.IsEmpty);
-            _audit.Record(ref entry);
-        }
-
+        Record(id, name, arguments, grant, session, decision, forward, held: false, shadow: false, decision.Reason, ElapsedNanoseconds(started), approvalId);
         if (!forward)
         {
             decision.Reservation.Rollback();
         }
 
+        string reason = decision.Reason ?? string.Empty;
         return new EnforcedCall(decision, forward, reason);
     }
 
@@ -250,6 +182,58 @@ internal sealed class ToolCallEnforcer
         }
 
         return ApprovalBroker.DefaultTimeout;
+    }
+
+    /// <summary>
+    /// Asks the policy, failing closed: a counter store that refuses (its fail-mode decorator, closed) or an
+    /// evaluator that throws denies the call. <paramref name="reserveOnly"/>: an approved call only takes its limits.
+    /// </summary>
+    private Decision Evaluate(in ToolCall call, bool reserveOnly)
+    {
+        try
+        {
+            return reserveOnly ? _evaluator.ReserveLimits(call) : _evaluator.Evaluate(call);
+        }
+        catch (CounterStoreUnavailableException e)
+        {
+            // The store's fail-mode decorator decided to refuse (closed); its message is the reason.
+            return Decision.Deny(StateUnavailableRule, e.Message + " (--state-fail-mode closed)");
+        }
+        catch (Exception e)
+        {
+            GatewayLog.EvaluatorFailed(_logger, e);
+            return Decision.Deny(InternalErrorRule, InternalErrorReason);
+        }
+    }
+
+    /// <summary>The decision line of the audit log (nothing when there is no audit log).</summary>
+    private void Record(in RequestId id, ReadOnlySpan<byte> name, ReadOnlySpan<byte> arguments, string grant, string session, in Decision decision, bool forward, bool held, bool shadow, string? reason, long decisionNs, string? approvalId)
+    {
+        if (_audit is null)
+        {
+            return;
+        }
+
+        var entry = new AuditEntry
+        {
+            Kind = AuditEntryKind.Decision,
+            Time = _audit.Now,
+            Session = session,
+            Grant = grant,
+            Id = id,
+            Decision = decision.Kind,
+            Forwarded = forward,
+            Held = held,
+            Shadow = shadow,
+            Rule = decision.Rule,
+            Reason = reason,
+            Counter = decision.Counter,
+            RetryAfterSeconds = ReplyWriter.RetryAfterSeconds(decision),
+            DecisionNanoseconds = decisionNs,
+            ApprovalId = approvalId,
+        };
+        entry.CaptureCall(name, arguments, !arguments.IsEmpty);
+        _audit.Record(ref entry);
     }
 
     /// <summary>The pending entry of a forwarded call: its reservation, and its name when the outcome is audited.</summary>
