@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Headers;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Time.Testing;
@@ -149,6 +150,27 @@ public sealed class SdkUpstreamTests : IAsyncLifetime
         }
 
         Assert.Equal(["progress 1", "progress 2", "progress 3", "result 7"], order);
+    }
+
+    [Theory]
+    [InlineData("text/plain")]
+    [InlineData("application/x-www-form-urlencoded")]
+    [InlineData("application/jsonp")]
+    [InlineData(null)]
+    public async Task PostThatIsNotApplicationJson_Is415(string? contentType)
+    {
+        using HttpClient http = Clients.Raw();
+        using HttpRequestMessage request = Clients.Post(_gateway.Url, Clients.Initialize, _alice.Token);
+        request.Content!.Headers.ContentType = contentType is null ? null : new MediaTypeHeaderValue(contentType);
+        using HttpResponseMessage response = await http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
+        Assert.Contains("application/json", (await Clients.ReadMessageAsync(response))["error"]!["message"]!.GetValue<string>());
+
+        // With parameters and in another case it is still JSON.
+        using HttpRequestMessage charset = Clients.Post(_gateway.Url, Clients.Initialize, _alice.Token);
+        charset.Content!.Headers.ContentType = MediaTypeHeaderValue.Parse("Application/JSON; charset=utf-8");
+        using HttpResponseMessage accepted = await http.SendAsync(charset);
+        Assert.Equal(HttpStatusCode.OK, accepted.StatusCode);
     }
 
     [Fact]

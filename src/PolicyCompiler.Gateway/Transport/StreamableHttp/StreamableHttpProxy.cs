@@ -131,10 +131,36 @@ internal sealed partial class StreamableHttpProxy
         }
     }
 
+    /// <summary>Whether a Content-Type is <c>application/json</c> (parameters such as <c>charset</c> aside).</summary>
+    internal static bool IsJsonMediaType(string? contentType)
+    {
+        if (contentType is null)
+        {
+            return false;
+        }
+
+        ReadOnlySpan<char> media = contentType;
+        int parameters = media.IndexOf(';');
+        if (parameters >= 0)
+        {
+            media = media[..parameters];
+        }
+
+        return media.Trim().Equals("application/json", StringComparison.OrdinalIgnoreCase);
+    }
+
     private async Task PostAsync(HttpContext context, string grant, string session)
     {
         HttpRequest request = context.Request;
         CancellationToken aborted = context.RequestAborted;
+        if (!IsJsonMediaType(request.ContentType))
+        {
+            // The transport's body is application/json. Refusing anything else also keeps browsers' "simple"
+            // cross-site POSTs (text/plain, form encodings: no CORS preflight) out, should the Origin check ever be loosened.
+            await WriteErrorAsync(context, StatusCodes.Status415UnsupportedMediaType, default, JsonRpcErrorCodes.InvalidRequest, "Unsupported Media Type: a POST body must be Content-Type: application/json").ConfigureAwait(false);
+            return;
+        }
+
         if (request.ContentLength > _options.MaxMessageBytes)
         {
             await WriteErrorAsync(context, StatusCodes.Status413PayloadTooLarge, default, JsonRpcErrorCodes.InvalidRequest, "Invalid Request: the message exceeds the gateway's size limit (--max-message-bytes)").ConfigureAwait(false);
