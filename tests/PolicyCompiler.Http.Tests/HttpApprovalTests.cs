@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using ModelContextProtocol.Client;
@@ -314,6 +315,70 @@ public sealed class HttpApprovalTests : IAsyncLifetime
         adminAnswered.TrySetResult();
         Assert.NotEqual(true, result.IsError);
         Assert.Single(_server.Calls, c => c == "apply_yaml");
+    }
+
+    [Fact]
+    public async Task AnotherSession_CannotAnswerOrCloseAnElicitation_EvenWithItsId()
+    {
+        using HttpClient http = Clients.Raw();
+        async Task<string> OpenSessionAsync(bool elicitation)
+        {
+            string initialize = """{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":""" +
+                (elicitation ? """{"elicitation":{}}""" : "{}") + ""","clientInfo":{"name":"raw","version":"1"}}}""";
+            using HttpResponseMessage init = await http.SendAsync(Clients.Post(_gateway.Url, initialize));
+            string session = init.Headers.GetValues("Mcp-Session-Id").Single();
+            using HttpRequestMessage initialized = Clients.Post(_gateway.Url, """{"jsonrpc":"2.0","method":"notifications/initialized"}""");
+            initialized.Headers.Add("Mcp-Session-Id", session);
+            (await http.SendAsync(initialized)).Dispose();
+            return session;
+        }
+
+        HttpRequestMessage InSession(string session, string body)
+        {
+            HttpRequestMessage request = Clients.Post(_gateway.Url, body);
+            request.Headers.Add("Mcp-Session-Id", session);
+            request.Headers.Add("MCP-Protocol-Version", "2025-06-18");
+            return request;
+        }
+
+        string asked = await OpenSessionAsync(elicitation: true);
+        string intruder = await OpenSessionAsync(elicitation: false);
+
+        // The held call's POST answers with an SSE stream whose first message is the gateway's question.
+        using HttpResponseMessage held = await http.SendAsync(
+            InSession(asked, """{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"apply_yaml","arguments":{"yaml":"x"}}}"""),
+            HttpCompletionOption.ResponseHeadersRead);
+        using var events = new StreamReader(await held.Content.ReadAsStreamAsync());
+        string? line;
+        while ((line = await events.ReadLineAsync().WaitAsync(Clients.Timeout)) is not null && !line.StartsWith("data:", StringComparison.Ordinal))
+        {
+        }
+
+        JsonNode question = JsonNode.Parse(line!["data:".Length..])!;
+        Assert.Equal("elicitation/create", question["method"]!.GetValue<string>());
+        string questionId = question["id"]!.ToJsonString();
+
+        // The other session answers it with the right id: accepted for delivery (202), but it decides nothing.
+        using (HttpResponseMessage forged = await http.SendAsync(InSession(intruder,
+            """{"jsonrpc":"2.0","id":""" + questionId + ""","result":{"action":"accept","content":{"decision":"approve"}}}""")))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, forged.StatusCode);
+        }
+
+        Assert.Equal(1, _gateway.Approvals.Count);
+        Assert.DoesNotContain("apply_yaml", _server.Calls);
+
+        // The session that was asked still can answer: the forgery did not close its question.
+        using (HttpResponseMessage answer = await http.SendAsync(InSession(asked,
+            """{"jsonrpc":"2.0","id":""" + questionId + ""","result":{"action":"accept","content":{"decision":"deny","note":"no"}}}""")))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, answer.StatusCode);
+        }
+
+        string rest = await events.ReadToEndAsync().WaitAsync(Clients.Timeout);
+        Assert.Contains("\"isError\":true", rest);
+        Assert.Equal(0, _gateway.Approvals.Count);
+        Assert.DoesNotContain("apply_yaml", _server.Calls);
     }
 
     [Fact]

@@ -47,8 +47,10 @@ internal sealed partial class StreamableHttpProxy
         switch (classifier.Kind)
         {
             case MessageKind.Response:
-                // Ours even when late or unknown (answered elsewhere first): the upstream never asked.
-                if (_elicitations.TryRemove(classifier.Id, out OpenElicitation open) && open.Grant == exchange.Grant && open.Session == exchange.Session)
+                // Ours even when late or unknown (answered elsewhere first): the upstream never asked. Only the
+                // session that was asked can answer, or even close, the question: another client guessing the id changes nothing.
+                if (_elicitations.TryGetValue(classifier.Id, out OpenElicitation open) && open.Grant == exchange.Grant && open.Session == exchange.Session
+                    && _elicitations.TryRemove(new KeyValuePair<RequestId, OpenElicitation>(classifier.Id, open)))
                 {
                     if (classifier.HasResult && ApprovalMessages.TryReadElicitationResult(message.Slice(classifier.ResultStart, classifier.ResultLength), out ElicitationAnswer answer))
                     {
