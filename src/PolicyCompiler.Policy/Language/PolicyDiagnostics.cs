@@ -41,8 +41,6 @@ public static class PolicyDiagnostics
     public static readonly PolicyDiagnosticDescriptor InvalidEnumValue = Error("PC0008", "Invalid value", "{0} is not a valid value for '{1}'; expected {2}{3}");
     /// <summary>PC0009: the policy name cannot name a class or a gateway.</summary>
     public static readonly PolicyDiagnosticDescriptor InvalidName = Error("PC0009", "Invalid policy name", "invalid policy name \"{0}\": use 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'");
-    /// <summary>PC0010: a field reserved for a later version.</summary>
-    public static readonly PolicyDiagnosticDescriptor NotSupportedYet = Error("PC0010", "Not supported yet", "'{0}' is reserved for a later version of the language and not supported yet");
     /// <summary>PC0011: an operator the language does not define.</summary>
     public static readonly PolicyDiagnosticDescriptor UnknownOperator = Error("PC0011", "Unknown operator", "unknown operator '{0}'{1}; operators are eq, neq, in, not_in, lt, lte, gt, gte, prefix, suffix, contains, regex, glob, exists");
     /// <summary>PC0012: an operand of the wrong kind for its operator.</summary>
@@ -89,18 +87,19 @@ public static class PolicyDiagnostics
     public static readonly PolicyDiagnosticDescriptor LimitAdmitsNothing = Warning("PC0104", "Limit admits nothing", "this limit refuses every call: one call adds {0}, more than 'max' {1}");
 
     /// <summary>
-    /// Ids that were used once and are never reused. PC0105 warned about a <c>*</c> entry without
+    /// Ids that were used once and are never reused. PC0010 marked fields reserved for a later version
+    /// (<c>approval</c> was the only one, now read); PC0105 warned about a <c>*</c> entry without
     /// <c>action</c>, when <c>*</c> could decide tools; <c>*</c> is now a layer only (PC0024).
     /// </summary>
-    public static IReadOnlyList<string> RetiredIds { get; } = new[] { "PC0105" };
+    public static IReadOnlyList<string> RetiredIds { get; } = new[] { "PC0010", "PC0105" };
 
     /// <summary>Every descriptor, in id order (for docs and tests).</summary>
     public static IReadOnlyList<PolicyDiagnosticDescriptor> All { get; } = new[]
     {
         InvalidJson, InvalidUtf8, DuplicateKey, UnknownField, WrongType, MissingField, UnsupportedVersion,
-        InvalidEnumValue, InvalidName, NotSupportedYet, UnknownOperator, InvalidOperand, InvalidRegex,
+        InvalidEnumValue, InvalidName, UnknownOperator, InvalidOperand, InvalidRegex,
         InvalidPattern, InvalidPath, InvalidWindow, InvalidMax, InvalidIncrement, CounterConflict,
-        TooManyLimits, InvalidCounterName, NoOperator, InvalidLimitPath, FieldOnLayer,
+        TooManyLimits, InvalidCounterName, NoOperator, InvalidLimitPath, FieldOnLayer, InvalidPin, InvalidApprovalTimeout,
         UnreachableRule, ConditionNeverTrue, EntryNeverSelected, UnusualToolName, LimitAdmitsNothing,
     };
 }

@@ -51,7 +51,7 @@ internal sealed class PolicyModelReader
             _report.Add(PolicyDiagnostics.WrongType, root, "the policy", "an object", root.Describe());
             return null;
         }
-        CheckFields(root, "the policy", DocumentFields, null);
+        CheckFields(root, "the policy", DocumentFields);
 
         string version = "1";
         var versionProperty = root.Find("version");
@@ -159,7 +159,7 @@ internal sealed class PolicyModelReader
             _report.Add(PolicyDiagnostics.WrongType, node, "'approval'", "an object ({ \"timeout\": \"5m\" })", node.Describe());
             return null;
         }
-        CheckFields(node, "'approval'", ApprovalFields, null);
+        CheckFields(node, "'approval'", ApprovalFields);
         if (node.Find("timeout") is not { } timeoutProperty) return null;
         var value = timeoutProperty.Value;
         long seconds = value.Kind switch
@@ -215,7 +215,7 @@ internal sealed class PolicyModelReader
             _report.Add(PolicyDiagnostics.WrongType, node, what, "an object", node.Describe());
             return null;
         }
-        CheckFields(node, what, EntryFields, null);
+        CheckFields(node, what, EntryFields);
 
         // '*' is a layer: it adds rules and limits to every call and never decides a tool itself,
         // so the fields that decide or hide a tool have no meaning there. Each says where it belongs.
@@ -357,7 +357,7 @@ internal sealed class PolicyModelReader
             _report.Add(PolicyDiagnostics.WrongType, node, "a rule", "an object", node.Describe());
             return null;
         }
-        CheckFields(node, "a rule", RuleFields, null);
+        CheckFields(node, "a rule", RuleFields);
 
         Condition? when = null;
         if (node.Find("when") is { } whenProperty)
@@ -609,7 +609,7 @@ internal sealed class PolicyModelReader
             _report.Add(PolicyDiagnostics.WrongType, node, "a limit", "an object", node.Describe());
             return null;
         }
-        CheckFields(node, "a limit", LimitFields, null);
+        CheckFields(node, "a limit", LimitFields);
         foreach (var property in node.Properties) _spans.Add(pointer + "/" + PolicyPatterns.EscapePointerToken(property.Name), property);
         bool valid = true;
 
@@ -740,17 +740,12 @@ internal sealed class PolicyModelReader
         return path;
     }
 
-    /// <summary>Reports unknown fields (with a near match) and fields reserved for later versions.</summary>
-    private void CheckFields(JsonNode node, string what, string[] known, string[]? reserved)
+    /// <summary>Reports unknown fields, with a near match.</summary>
+    private void CheckFields(JsonNode node, string what, string[] known)
     {
         foreach (var property in node.Properties)
         {
             if (Array.IndexOf(known, property.Name) >= 0) continue;
-            if (reserved is not null && Array.IndexOf(reserved, property.Name) >= 0)
-            {
-                _report.AddAtKey(PolicyDiagnostics.NotSupportedYet, property, property.Name);
-                continue;
-            }
             string? near = Suggest(property.Name, known);
             _report.AddAtKey(PolicyDiagnostics.UnknownField, property, property.Name, what, near is null ? "" : $"; did you mean '{near}'?");
         }
