@@ -1,4 +1,3 @@
-using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
@@ -10,7 +9,7 @@ namespace PolicyCompiler.Cli.Tests;
 /// <c>policyc run --admin ... --admin-token-file ...</c> holding a call for approval, answered with
 /// <c>policyc approvals</c> (in-process) — the headless flow of docs/approvals.md, over real processes.
 /// </summary>
-public sealed partial class ApprovalsCommandTests : IDisposable
+public sealed partial class ApprovalsCommandTests() : CliTest("policyc-approvals-")
 {
     private const string Policy = """
         {
@@ -24,22 +23,10 @@ public sealed partial class ApprovalsCommandTests : IDisposable
         }
         """;
 
-    private readonly string _directory = Directory.CreateTempSubdirectory("policyc-approvals-").FullName;
-
-    public void Dispose() => Directory.Delete(_directory, recursive: true);
-
-    private string CallLog => Path.Combine(_directory, "calls.jsonl");
+    private string CallLog => Path.Combine(TempDirectory, "calls.jsonl");
 
     private string[] ToolsThatReachedTheServer() =>
         File.Exists(CallLog) ? File.ReadAllLines(CallLog).Where(l => l.Length > 0).Select(l => (string)JsonNode.Parse(l)!["tool"]!).ToArray() : [];
-
-    private static (int ExitCode, string Output, string Error) Invoke(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int exit = Program.CreateRootCommand().Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (exit, output.ToString(), error.ToString());
-    }
 
     private static int FreePort()
     {
@@ -73,9 +60,9 @@ public sealed partial class ApprovalsCommandTests : IDisposable
     [Fact]
     public async Task HeldCall_IsListedApprovedAndForwarded_DeniedOneNeverArrives()
     {
-        string policyFile = Path.Combine(_directory, "policy.json");
+        string policyFile = Path.Combine(TempDirectory, "policy.json");
         File.WriteAllText(policyFile, Policy);
-        string tokenFile = Path.Combine(_directory, "admin-token");
+        string tokenFile = Path.Combine(TempDirectory, "admin-token");
         File.WriteAllText(tokenFile, "s3cret-admin-token-for-tests\n");
         string admin = "127.0.0.1:" + FreePort();
         await using PolicycProcess gateway = PolicycProcess.Start(
@@ -105,8 +92,8 @@ public sealed partial class ApprovalsCommandTests : IDisposable
         (int againExit, _, string againError) = Invoke("approvals", "approve", second, "--admin", admin, "--token-file", tokenFile);
         Assert.Equal(1, againExit);
         Assert.Contains("409", againError);
-        File.WriteAllText(Path.Combine(_directory, "wrong"), "not-the-admin-token-at-all");
-        (int wrongExit, _, string wrongError) = Invoke("approvals", "list", "--admin", admin, "--token-file", Path.Combine(_directory, "wrong"));
+        File.WriteAllText(Path.Combine(TempDirectory, "wrong"), "not-the-admin-token-at-all");
+        (int wrongExit, _, string wrongError) = Invoke("approvals", "list", "--admin", admin, "--token-file", Path.Combine(TempDirectory, "wrong"));
         Assert.Equal(1, wrongExit);
         Assert.Contains("401", wrongError);
 

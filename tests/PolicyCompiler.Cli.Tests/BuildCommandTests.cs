@@ -1,4 +1,3 @@
-using System.CommandLine;
 using System.Text.RegularExpressions;
 using PolicyCompiler.Cli;
 using PolicyCompiler.Cli.Commands;
@@ -6,27 +5,8 @@ using PolicyCompiler.Cli.Commands;
 namespace PolicyCompiler.Cli.Tests;
 
 /// <summary><c>policyc build</c>: everything that must fail before a publish starts, and the build slots.</summary>
-public sealed class BuildCommandTests : IDisposable
+public sealed class BuildCommandTests() : CliTest("policyc-build-")
 {
-    private readonly string _directory = Directory.CreateTempSubdirectory("policyc-build-").FullName;
-
-    public void Dispose() => Directory.Delete(_directory, recursive: true);
-
-    private static (int ExitCode, string Output, string Error) Invoke(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int exit = Program.CreateRootCommand().Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (exit, output.ToString(), error.ToString());
-    }
-
-    private string Write(string name, string json)
-    {
-        string path = Path.Combine(_directory, name);
-        File.WriteAllText(path, json);
-        return path;
-    }
-
     [Fact]
     public void InvalidPolicy_Exits1_WithTheFileLineColumnDiagnostic_AndPublishesNothing()
     {
@@ -36,7 +16,7 @@ public sealed class BuildCommandTests : IDisposable
               "tools": { "x": { "action": "explode" } }
             }
             """);
-        string output = Path.Combine(_directory, "gateway");
+        string output = Path.Combine(TempDirectory, "gateway");
 
         (int exitCode, string stdout, string stderr) = Invoke("build", policy, "-o", output);
 
@@ -51,7 +31,7 @@ public sealed class BuildCommandTests : IDisposable
     [Fact]
     public void MissingPolicyFile_Exits1()
     {
-        (int exitCode, _, string stderr) = Invoke("build", Path.Combine(_directory, "absent.json"), "-o", Path.Combine(_directory, "g"));
+        (int exitCode, _, string stderr) = Invoke("build", Path.Combine(TempDirectory, "absent.json"), "-o", Path.Combine(TempDirectory, "g"));
         Assert.Equal(1, exitCode);
         Assert.Contains("cannot read the file", stderr);
     }
@@ -70,13 +50,13 @@ public sealed class BuildCommandTests : IDisposable
     public void SourceThatIsNotASourceTree_Exits1_WithAClearMessage(bool exists)
     {
         string policy = Write("ok.json", """{ "version": "1" }""");
-        string source = Path.Combine(_directory, exists ? "empty" : "nowhere");
+        string source = Path.Combine(TempDirectory, exists ? "empty" : "nowhere");
         if (exists)
         {
             Directory.CreateDirectory(source);
         }
 
-        (int exitCode, _, string stderr) = Invoke("build", policy, "-o", Path.Combine(_directory, "g"), "--source", source);
+        (int exitCode, _, string stderr) = Invoke("build", policy, "-o", Path.Combine(TempDirectory, "g"), "--source", source);
 
         Assert.Equal(1, exitCode);
         Assert.Contains(exists ? "is not a PolicyCompiler source tree" : "does not exist", stderr);
@@ -86,7 +66,7 @@ public sealed class BuildCommandTests : IDisposable
     [Fact]
     public void ConcurrentBuilds_GetTheirOwnSlot_AndARepeatBuildReusesTheFirst()
     {
-        string cache = Path.Combine(_directory, "cache");
+        string cache = Path.Combine(TempDirectory, "cache");
         string first;
         using (var a = BuildCommand.BuildSlot.Acquire("/src/tree", "linux-x64", cache))
         using (var b = BuildCommand.BuildSlot.Acquire("/src/tree", "linux-x64", cache))

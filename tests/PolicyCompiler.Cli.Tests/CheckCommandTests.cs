@@ -1,29 +1,9 @@
-using System.CommandLine;
 using PolicyCompiler.Cli;
 
 namespace PolicyCompiler.Cli.Tests;
 
-public sealed class CheckCommandTests : IDisposable
+public sealed class CheckCommandTests() : CliTest("policyc-check-")
 {
-    private readonly string _directory = Directory.CreateTempSubdirectory("policyc-check-").FullName;
-
-    public void Dispose() => Directory.Delete(_directory, recursive: true);
-
-    private static (int ExitCode, string Output, string Error) Invoke(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int exit = Program.CreateRootCommand().Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (exit, output.ToString(), error.ToString());
-    }
-
-    private string Write(string name, string json)
-    {
-        string path = Path.Combine(_directory, name);
-        File.WriteAllText(path, json);
-        return path;
-    }
-
     [Fact]
     public void Check_PolicyWithATypo_PrintsFileLineColumn_AndExits1()
     {
@@ -76,7 +56,7 @@ public sealed class CheckCommandTests : IDisposable
     public void Check_MissingFile_Exit2_WithAClearMessage()
     {
         string valid = Write("ok.json", """{ "version": "1" }""");
-        string missing = Path.Combine(_directory, "missing.json");
+        string missing = Path.Combine(TempDirectory, "missing.json");
 
         var (exit, output, error) = Invoke("check", valid, missing);
 

@@ -1,29 +1,9 @@
-using System.CommandLine;
 using PolicyCompiler.Cli;
 
 namespace PolicyCompiler.Cli.Tests;
 
-public sealed class ExplainAndTestCommandTests : IDisposable
+public sealed class ExplainAndTestCommandTests() : CliTest("policyc-explain-")
 {
-    private readonly string _directory = Directory.CreateTempSubdirectory("policyc-explain-").FullName;
-
-    public void Dispose() => Directory.Delete(_directory, recursive: true);
-
-    private static (int ExitCode, string Output, string Error) Invoke(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int exit = Program.CreateRootCommand().Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (exit, output.ToString(), error.ToString());
-    }
-
-    private string Write(string name, string json)
-    {
-        string path = Path.Combine(_directory, name);
-        File.WriteAllText(path, json);
-        return path;
-    }
-
     private const string Policy = """
         { "version": "1", "tools": {
             "*": { "rules": [ { "when": { "args.namespace": { "eq": "kube-system" } }, "action": "deny", "reason": "kube-system is off limits" } ] },
