@@ -283,9 +283,9 @@ public sealed partial class PolicyGenerator
             private readonly List<string> _regexPatterns = new();
             private int _maxLimits;
 
-            // One-pass argument reading: a block that needs two or more argument paths (in its rules
-            // and its limits' key/increment_from) reads them all with one ArgumentReader into stack
-            // slots, instead of one ArgumentLookup scan of the arguments per path.
+            // One-pass argument reading: a block that needs argument paths (in its rules and its limits'
+            // key/increment_from) reads them all with one ArgumentReader (a byte scanner) into stack
+            // slots, instead of one ArgumentLookup scan (Utf8JsonReader) of the arguments per path.
             private readonly Dictionary<string, BlockArguments?> _blockArguments = new(StringComparer.Ordinal);
             private BlockArguments? _currentArguments;   // the block being written, when it reads slots
             private bool _slotsRead;                    // ... and the read is already emitted
@@ -1191,7 +1191,11 @@ public sealed partial class PolicyGenerator
                 public int Slot(string pathField) => PathFields.IndexOf(pathField);
             }
 
-            /// <summary>The one-pass reader of the block deciding <paramref name="entry"/>, or null when it reads fewer than two paths.</summary>
+            /// <summary>
+            /// The one-pass reader of the block deciding <paramref name="entry"/>, or null when it reads no
+            /// argument. Also for one path: the reader's scanner is cheaper than ArgumentLookup.Find's
+            /// Utf8JsonReader walk (docs/performance.md).
+            /// </summary>
             private BlockArguments? Arguments(ToolEntry? entry)
             {
                 string name = BlockName(entry);
@@ -1225,7 +1229,7 @@ public sealed partial class PolicyGenerator
                 }
 
                 BlockArguments? arguments = null;
-                if (fields.Count >= 2)
+                if (fields.Count >= 1)
                 {
                     // Blocks that read the same paths (the `*` layer's, typically) share one reader.
                     string list = string.Join(", ", fields);
@@ -1282,7 +1286,7 @@ public sealed partial class PolicyGenerator
                 w.Line("ArgumentSlotBuffer slotBuffer = default;");
                 w.Line("global::System.Span<" + Runtime + "ArgumentSlot> slots = slotBuffer;");
                 w.Line(_currentArguments.ReaderField + ".Read(call.ArgumentsJson, slots); // one pass for "
-                    + _currentArguments.PathFields.Count.ToString(CultureInfo.InvariantCulture) + " paths");
+                    + _currentArguments.PathFields.Count.ToString(CultureInfo.InvariantCulture) + (_currentArguments.PathFields.Count == 1 ? " path" : " paths"));
                 _slotsRead = true;
             }
 

@@ -130,7 +130,7 @@ public static class ArgumentLookup
 
     // Not Utf8JsonReader.ValueTextEquals: it throws InvalidOperationException on a lone surrogate,
     // and whether it gets that far depends on the name it is compared with.
-    private static NameMatch MatchEscapedName(ReadOnlySpan<byte> escaped, ReadOnlySpan<byte> name)
+    internal static NameMatch MatchEscapedName(ReadOnlySpan<byte> escaped, ReadOnlySpan<byte> name)
     {
         byte[]? rented = null;
         // Unescaping never lengthens the text, so escaped.Length bytes suffice.

@@ -108,6 +108,29 @@ public sealed class ArgumentReader
         // (Unseen): stackalloc is zero-initialised in this assembly (no SkipLocalsInit).
         Span<byte> state = _nodes.Length <= 64 ? stackalloc byte[64] : new byte[_nodes.Length];
         state = state[.._nodes.Length];
+        if (!ReadScanned(argumentsJson, slots, state))
+        {
+            // Invalid JSON, trailing content or nesting too deep: the policy cannot know how the
+            // server reads the arguments, so every path is Ambiguous.
+            slots.Fill(ArgumentSlot.Ambiguous);
+            return;
+        }
+
+        MarkAmbiguousSubtrees(slots, state);
+    }
+
+    /// <summary>
+    /// <see cref="Read"/> through <see cref="Utf8JsonReader"/>, the way it was written first: kept as the
+    /// reference the scanner is tested against (tests/PolicyCompiler.Policy.Tests, ArgumentReaderTests).
+    /// </summary>
+    internal void ReadWithJsonReader(ReadOnlySpan<byte> argumentsJson, Span<ArgumentSlot> slots)
+    {
+        slots = slots[.._slotCount];
+        slots.Clear();
+        if (argumentsJson.IsEmpty) return;
+
+        Span<byte> state = _nodes.Length <= 64 ? stackalloc byte[64] : new byte[_nodes.Length];
+        state = state[.._nodes.Length];
         try
         {
             var reader = new Utf8JsonReader(argumentsJson, ArgumentLookup.ReaderOptions);
@@ -132,6 +155,11 @@ public sealed class ArgumentReader
             return;
         }
 
+        MarkAmbiguousSubtrees(slots, state);
+    }
+
+    private void MarkAmbiguousSubtrees(Span<ArgumentSlot> slots, ReadOnlySpan<byte> state)
+    {
         for (int i = 1; i < _nodes.Length; i++)
         {
             if (state[i] == AmbiguousNode)
@@ -290,6 +318,418 @@ public sealed class ArgumentReader
 
             position++;
         }
+    }
+
+    // ---- The scanner: the same walk straight over the bytes ----------------------------------------
+    //
+    // Utf8JsonReader is general (segments, comments, options, token state) and was two thirds of a
+    // compiled decision that reads arguments. The scanner below accepts exactly what Utf8JsonReader
+    // with ArgumentLookup.ReaderOptions accepts (RFC 8259 grammar, no comments, no trailing commas,
+    // at most MaxDepth nested containers; string bytes below 0x20 and malformed escapes refused, other
+    // bytes taken as they are) and reports the same token positions, so the slots are those of
+    // ReadWithJsonReader; a differential property test holds the two (and ArgumentLookup.Find) together.
+
+    private const int MaxDepth = 128;
+
+    private bool ReadScanned(ReadOnlySpan<byte> json, Span<ArgumentSlot> slots, Span<byte> state)
+    {
+        int pos = SkipWhitespace(json, 0);
+        if (pos == json.Length)
+        {
+            return false; // only whitespace: no value
+        }
+
+        if (!ScanVisit(json, ref pos, 0, 0, slots, state))
+        {
+            return false;
+        }
+
+        return SkipWhitespace(json, pos) == json.Length; // anything after the value is trailing content
+    }
+
+    private static int SkipWhitespace(ReadOnlySpan<byte> json, int pos)
+    {
+        while (pos < json.Length && json[pos] is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r')
+        {
+            pos++;
+        }
+
+        return pos;
+    }
+
+    // `pos` is on the first byte of the value of node `index`, inside `depth` containers; on success it
+    // is just past the value.
+    private bool ScanVisit(ReadOnlySpan<byte> json, ref int pos, int index, int depth, Span<ArgumentSlot> slots, Span<byte> state)
+    {
+        Node node = _nodes[index];
+        int start = pos;
+        byte first = json[pos];
+        PolicyValueKind kind;
+        bool escaped = false;
+        int valueStart = start;
+        int valueLength;
+        switch (first)
+        {
+            case (byte)'{':
+                if (depth >= MaxDepth) return false;
+                if (!(node.Properties.Length > 0 ? ScanObject(json, ref pos, node, depth + 1, slots, state) : SkipObject(json, ref pos, depth + 1))) return false;
+                kind = PolicyValueKind.Object;
+                valueLength = pos - start;
+                break;
+            case (byte)'[':
+                if (depth >= MaxDepth) return false;
+                if (!(node.Indexes.Length > 0 ? ScanArray(json, ref pos, node, depth + 1, slots, state) : SkipArray(json, ref pos, depth + 1))) return false;
+                kind = PolicyValueKind.Array;
+                valueLength = pos - start;
+                break;
+            case (byte)'"':
+                if (!ScanString(json, ref pos, out escaped)) return false;
+                kind = PolicyValueKind.String;
+                valueStart = start + 1;
+                valueLength = pos - start - 2;
+                break;
+            case (byte)'t':
+                if (!json[pos..].StartsWith("true"u8)) return false;
+                pos += 4;
+                kind = PolicyValueKind.True;
+                valueLength = 4;
+                break;
+            case (byte)'f':
+                if (!json[pos..].StartsWith("false"u8)) return false;
+                pos += 5;
+                kind = PolicyValueKind.False;
+                valueLength = 5;
+                break;
+            case (byte)'n':
+                if (!json[pos..].StartsWith("null"u8)) return false;
+                pos += 4;
+                kind = PolicyValueKind.Null;
+                valueLength = 4;
+                break;
+            default:
+                if (!ScanNumber(json, ref pos)) return false;
+                kind = PolicyValueKind.Number;
+                valueLength = pos - start;
+                break;
+        }
+
+        if (node.Slots.Length > 0)
+        {
+            var slot = new ArgumentSlot(kind, valueStart, valueLength, escaped);
+            foreach (int i in node.Slots) slots[i] = slot;
+        }
+
+        return true;
+    }
+
+    private bool ScanObject(ReadOnlySpan<byte> json, ref int pos, Node node, int depth, Span<ArgumentSlot> slots, Span<byte> state)
+    {
+        int[] properties = node.Properties;
+        pos = SkipWhitespace(json, pos + 1);
+        if (pos < json.Length && json[pos] == (byte)'}')
+        {
+            pos++;
+            return true;
+        }
+
+        while (true)
+        {
+            if (pos >= json.Length || json[pos] != (byte)'"') return false;
+            int nameStart = pos + 1;
+            if (!ScanString(json, ref pos, out bool nameEscaped)) return false;
+            ReadOnlySpan<byte> name = json[nameStart..(pos - 1)];
+            int matched = -1;
+            if (nameEscaped)
+            {
+                matched = MatchEscaped(name, properties, state);
+            }
+            else
+            {
+                foreach (int child in properties)
+                {
+                    byte[] wanted = _nodes[child].Name;
+                    if (name.Length == wanted.Length && (name.Length == 0 || name[0] == wanted[0]) && name.SequenceEqual(wanted))
+                    {
+                        matched = Claim(child, state);
+                        break; // names in one trie node are distinct
+                    }
+                }
+            }
+
+            pos = SkipWhitespace(json, pos);
+            if (pos >= json.Length || json[pos] != (byte)':') return false;
+            pos = SkipWhitespace(json, pos + 1);
+            if (pos >= json.Length) return false;
+            if (!(matched >= 0 ? ScanVisit(json, ref pos, matched, depth, slots, state) : SkipValue(json, ref pos, depth))) return false;
+            pos = SkipWhitespace(json, pos);
+            if (pos >= json.Length) return false;
+            if (json[pos] == (byte)'}')
+            {
+                pos++;
+                return true;
+            }
+
+            if (json[pos] != (byte)',') return false;
+            pos = SkipWhitespace(json, pos + 1);
+        }
+    }
+
+    private bool ScanArray(ReadOnlySpan<byte> json, ref int pos, Node node, int depth, Span<ArgumentSlot> slots, Span<byte> state)
+    {
+        int[] indexes = node.Indexes;
+        pos = SkipWhitespace(json, pos + 1);
+        if (pos < json.Length && json[pos] == (byte)']')
+        {
+            pos++;
+            return true;
+        }
+
+        int position = 0;
+        while (true)
+        {
+            if (pos >= json.Length) return false;
+            int matched = -1;
+            foreach (int child in indexes)
+            {
+                if (_nodes[child].Index == position)
+                {
+                    matched = child;
+                    break;
+                }
+            }
+
+            if (matched >= 0)
+            {
+                state[matched] = Matched;
+                if (!ScanVisit(json, ref pos, matched, depth, slots, state)) return false;
+            }
+            else if (!SkipValue(json, ref pos, depth))
+            {
+                return false;
+            }
+
+            position++;
+            pos = SkipWhitespace(json, pos);
+            if (pos >= json.Length) return false;
+            if (json[pos] == (byte)']')
+            {
+                pos++;
+                return true;
+            }
+
+            if (json[pos] != (byte)',') return false;
+            pos = SkipWhitespace(json, pos + 1);
+        }
+    }
+
+    // A value nothing reads: validated (so invalid JSON anywhere is noticed) and passed over.
+    private static bool SkipValue(ReadOnlySpan<byte> json, ref int pos, int depth)
+    {
+        switch (json[pos])
+        {
+            case (byte)'{':
+                return depth < MaxDepth && SkipObject(json, ref pos, depth + 1);
+            case (byte)'[':
+                return depth < MaxDepth && SkipArray(json, ref pos, depth + 1);
+            case (byte)'"':
+                return ScanString(json, ref pos, out _);
+            case (byte)'t':
+                return SkipLiteral(json, ref pos, "true"u8);
+            case (byte)'f':
+                return SkipLiteral(json, ref pos, "false"u8);
+            case (byte)'n':
+                return SkipLiteral(json, ref pos, "null"u8);
+            default:
+                return ScanNumber(json, ref pos);
+        }
+    }
+
+    private static bool SkipLiteral(ReadOnlySpan<byte> json, ref int pos, ReadOnlySpan<byte> literal)
+    {
+        if (!json[pos..].StartsWith(literal)) return false;
+        pos += literal.Length;
+        return true;
+    }
+
+    private static bool SkipObject(ReadOnlySpan<byte> json, ref int pos, int depth)
+    {
+        pos = SkipWhitespace(json, pos + 1);
+        if (pos < json.Length && json[pos] == (byte)'}')
+        {
+            pos++;
+            return true;
+        }
+
+        while (true)
+        {
+            if (pos >= json.Length || json[pos] != (byte)'"' || !ScanString(json, ref pos, out _)) return false;
+            pos = SkipWhitespace(json, pos);
+            if (pos >= json.Length || json[pos] != (byte)':') return false;
+            pos = SkipWhitespace(json, pos + 1);
+            if (pos >= json.Length || !SkipValue(json, ref pos, depth)) return false;
+            pos = SkipWhitespace(json, pos);
+            if (pos >= json.Length) return false;
+            if (json[pos] == (byte)'}')
+            {
+                pos++;
+                return true;
+            }
+
+            if (json[pos] != (byte)',') return false;
+            pos = SkipWhitespace(json, pos + 1);
+        }
+    }
+
+    private static bool SkipArray(ReadOnlySpan<byte> json, ref int pos, int depth)
+    {
+        pos = SkipWhitespace(json, pos + 1);
+        if (pos < json.Length && json[pos] == (byte)']')
+        {
+            pos++;
+            return true;
+        }
+
+        while (true)
+        {
+            if (pos >= json.Length || !SkipValue(json, ref pos, depth)) return false;
+            pos = SkipWhitespace(json, pos);
+            if (pos >= json.Length) return false;
+            if (json[pos] == (byte)']')
+            {
+                pos++;
+                return true;
+            }
+
+            if (json[pos] != (byte)',') return false;
+            pos = SkipWhitespace(json, pos + 1);
+        }
+    }
+
+    // `pos` is on the opening quote; on success just past the closing one. Bytes below 0x20 must be
+    // escaped; an escape is one of \" \\ \/ \b \f \n \r \t or \u and four hex digits (a lone
+    // surrogate is accepted here, as Utf8JsonReader accepts it, and refused when decoded).
+    private static bool ScanString(ReadOnlySpan<byte> json, ref int pos, out bool escaped)
+    {
+        escaped = false;
+        int i = pos + 1;
+        while (true)
+        {
+            // The common run of plain bytes, vectorised: stop at a quote, a backslash or a control byte.
+            int run = json[i..].IndexOfAny(StringSpecials);
+            if (run < 0) return false; // unterminated
+            i += run;
+            byte b = json[i];
+            if (b == (byte)'"')
+            {
+                pos = i + 1;
+                return true;
+            }
+
+            if (b != (byte)'\\') return false; // a control byte
+            escaped = true;
+            if (i + 1 >= json.Length) return false;
+            switch (json[i + 1])
+            {
+                case (byte)'"':
+                case (byte)'\\':
+                case (byte)'/':
+                case (byte)'b':
+                case (byte)'f':
+                case (byte)'n':
+                case (byte)'r':
+                case (byte)'t':
+                    i += 2;
+                    break;
+                case (byte)'u':
+                    if (i + 6 > json.Length || !IsHex(json[i + 2]) || !IsHex(json[i + 3]) || !IsHex(json[i + 4]) || !IsHex(json[i + 5])) return false;
+                    i += 6;
+                    break;
+                default:
+                    return false;
+            }
+        }
+    }
+
+    private static readonly System.Buffers.SearchValues<byte> StringSpecials = System.Buffers.SearchValues.Create(
+        [(byte)'"', (byte)'\\', 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F,
+         0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1C, 0x1D, 0x1E, 0x1F]);
+
+    private static bool IsHex(byte b) => (uint)(b - '0') <= 9 || (uint)((b | 0x20) - 'a') <= 5;
+
+    // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? ; what may follow is the container's business.
+    private static bool ScanNumber(ReadOnlySpan<byte> json, ref int pos)
+    {
+        int i = pos;
+        if (json[i] == (byte)'-')
+        {
+            i++;
+        }
+
+        if (i >= json.Length) return false;
+        if (json[i] == (byte)'0')
+        {
+            i++;
+        }
+        else if ((uint)(json[i] - '1') <= 8)
+        {
+            i = SkipDigits(json, i + 1);
+        }
+        else
+        {
+            return false;
+        }
+
+        if (i < json.Length && json[i] == (byte)'.')
+        {
+            int digits = SkipDigits(json, i + 1);
+            if (digits == i + 1) return false;
+            i = digits;
+        }
+
+        if (i < json.Length && (json[i] | 0x20) == (byte)'e')
+        {
+            i++;
+            if (i < json.Length && json[i] is (byte)'+' or (byte)'-')
+            {
+                i++;
+            }
+
+            int digits = SkipDigits(json, i);
+            if (digits == i) return false;
+            i = digits;
+        }
+
+        pos = i;
+        return true;
+    }
+
+    private static int SkipDigits(ReadOnlySpan<byte> json, int i)
+    {
+        while (i < json.Length && (uint)(json[i] - '0') <= 9)
+        {
+            i++;
+        }
+
+        return i;
+    }
+
+    // An escaped property name (rare): decoded as ArgumentLookup decodes it.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int MatchEscaped(ReadOnlySpan<byte> escapedName, int[] properties, Span<byte> state)
+    {
+        foreach (int child in properties)
+        {
+            switch (ArgumentLookup.MatchEscapedName(escapedName, _nodes[child].Name))
+            {
+                case ArgumentLookup.NameMatch.Yes:
+                    return Claim(child, state);
+                case ArgumentLookup.NameMatch.Undecodable:
+                    foreach (int poisoned in properties) state[poisoned] = AmbiguousNode;
+                    return -1;
+            }
+        }
+
+        return -1;
     }
 
     /// <summary>A trie node: the step that leads to it, its children split by kind, and the slots that end here.</summary>

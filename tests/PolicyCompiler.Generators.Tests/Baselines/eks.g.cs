@@ -62,8 +62,9 @@ namespace PolicyCompiler.Generated
         private static readonly ArgumentPath s_path2 = new ArgumentPath("args.cluster_name", new PathStep[] { new PathStep("cluster_name"u8.ToArray(), -1) });
         private static readonly ArgumentReader s_reader0 = new ArgumentReader(s_path0, s_path1, s_path2);
         private static readonly ArgumentPath s_path3 = new ArgumentPath("args.operation", new PathStep[] { new PathStep("operation"u8.ToArray(), -1) });
+        private static readonly ArgumentReader s_reader1 = new ArgumentReader(s_path3);
         private static readonly ArgumentPath s_path4 = new ArgumentPath("args.kind", new PathStep[] { new PathStep("kind"u8.ToArray(), -1) });
-        private static readonly ArgumentReader s_reader1 = new ArgumentReader(s_path4, s_path0, s_path3, s_path2);
+        private static readonly ArgumentReader s_reader2 = new ArgumentReader(s_path4, s_path0, s_path3, s_path2);
 
         /// <summary>Creates the evaluator with its clock, counter store and regex timeout.</summary>
         public EksPolicyEvaluator(PolicyEvaluatorOptions? options = null)
@@ -623,7 +624,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 60 per 3600 s per global on counter "eks_stack_calls" ["/tools/manage_eks_stacks/limits/0"]
         private Decision EvaluateTool15_manage_eks_stacks(in ToolCall call, bool approved)
         {
-            var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.operation"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader1.Read(call.ArgumentsJson, slots); // one pass for 1 path
+            var arg3 = slots[0].ToValue(call.ArgumentsJson); // "args.operation"
             bool plain3 = PolicyOps.IsPlainString(arg3);
             if (PolicyOps.Fires((plain3 ? (Matches1(arg3.Raw) ? Truth.True : Truth.False) : PolicyOps.Or(PolicyOps.Eq(arg3, "describe"u8), PolicyOps.Eq(arg3, "generate"u8))), ToolAction.Allow)) return ReserveTool15_manage_eks_stacks(in call, "/tools/manage_eks_stacks/rules/0");
             if (PolicyOps.Fires((plain3 ? (MemoryExtensions.SequenceEqual(arg3.Raw, "deploy"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg3, "deploy"u8)), ToolAction.Approve)) return approved ? ReserveTool15_manage_eks_stacks(in call, "/tools/manage_eks_stacks/rules/1") : Decision.ApprovalRequired("/tools/manage_eks_stacks/rules/1", "deploying a cluster stack needs a human");
@@ -663,7 +667,7 @@ namespace PolicyCompiler.Generated
         {
             ArgumentSlotBuffer slotBuffer = default;
             global::System.Span<ArgumentSlot> slots = slotBuffer;
-            s_reader1.Read(call.ArgumentsJson, slots); // one pass for 4 paths
+            s_reader2.Read(call.ArgumentsJson, slots); // one pass for 4 paths
             var arg4 = slots[0].ToValue(call.ArgumentsJson); // "args.kind"
             bool plain4 = PolicyOps.IsPlainString(arg4);
             if (PolicyOps.Fires((plain4 ? (MemoryExtensions.SequenceEqual(arg4.Raw, "Secret"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg4, "Secret"u8)), ToolAction.Deny)) return Decision.Deny("/tools/manage_k8s_resource/rules/0", "Kubernetes Secrets are not handled through the agent");

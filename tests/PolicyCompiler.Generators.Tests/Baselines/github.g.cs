@@ -55,14 +55,15 @@ namespace PolicyCompiler.Generated
         private readonly ICounterStore _counters;
         private readonly global::System.TimeSpan _regexTimeout;
         private static readonly ArgumentPath s_path0 = new ArgumentPath("args.owner", new PathStep[] { new PathStep("owner"u8.ToArray(), -1) });
+        private static readonly ArgumentReader s_reader0 = new ArgumentReader(s_path0);
         private static readonly ArgumentPath s_path1 = new ArgumentPath("args.repo", new PathStep[] { new PathStep("repo"u8.ToArray(), -1) });
-        private static readonly ArgumentReader s_reader0 = new ArgumentReader(s_path0, s_path1);
+        private static readonly ArgumentReader s_reader1 = new ArgumentReader(s_path0, s_path1);
         private static readonly ArgumentPath s_path2 = new ArgumentPath("args.branch", new PathStep[] { new PathStep("branch"u8.ToArray(), -1) });
         private static readonly ArgumentPath s_path3 = new ArgumentPath("args.path", new PathStep[] { new PathStep("path"u8.ToArray(), -1) });
-        private static readonly ArgumentReader s_reader1 = new ArgumentReader(s_path0, s_path2, s_path3, s_path1);
+        private static readonly ArgumentReader s_reader2 = new ArgumentReader(s_path0, s_path2, s_path3, s_path1);
         private static readonly ArgumentPath s_path4 = new ArgumentPath("args.merge_method", new PathStep[] { new PathStep("merge_method"u8.ToArray(), -1) });
-        private static readonly ArgumentReader s_reader2 = new ArgumentReader(s_path0, s_path4);
-        private static readonly ArgumentReader s_reader3 = new ArgumentReader(s_path0, s_path2, s_path1);
+        private static readonly ArgumentReader s_reader3 = new ArgumentReader(s_path0, s_path4);
+        private static readonly ArgumentReader s_reader4 = new ArgumentReader(s_path0, s_path2, s_path1);
 
         /// <summary>Creates the evaluator with its clock, counter store and regex timeout.</summary>
         public GithubPolicyEvaluator(PolicyEvaluatorOptions? options = null)
@@ -222,7 +223,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool1_actions_run_trigger(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 1 path
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return approved ? ReserveTool1_actions_run_trigger(in call, "/tools/actions_run_trigger/action") : Decision.ApprovalRequired("/tools/actions_run_trigger/action", "running workflows needs a human");
@@ -254,7 +258,7 @@ namespace PolicyCompiler.Generated
         {
             ArgumentSlotBuffer slotBuffer = default;
             global::System.Span<ArgumentSlot> slots = slotBuffer;
-            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 2 paths
+            s_reader1.Read(call.ArgumentsJson, slots); // one pass for 2 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
@@ -289,7 +293,7 @@ namespace PolicyCompiler.Generated
         {
             ArgumentSlotBuffer slotBuffer = default;
             global::System.Span<ArgumentSlot> slots = slotBuffer;
-            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 2 paths
+            s_reader1.Read(call.ArgumentsJson, slots); // one pass for 2 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
@@ -322,7 +326,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 20 per 86400 s per grant on counter "issues" ["/tools/create_issue/limits/0"]
         private Decision EvaluateTool4_create_issue(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 1 path
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool4_create_issue(in call, "/tools/create_issue");
@@ -358,7 +365,7 @@ namespace PolicyCompiler.Generated
         {
             ArgumentSlotBuffer slotBuffer = default;
             global::System.Span<ArgumentSlot> slots = slotBuffer;
-            s_reader1.Read(call.ArgumentsJson, slots); // one pass for 4 paths
+            s_reader2.Read(call.ArgumentsJson, slots); // one pass for 4 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
@@ -396,7 +403,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 10 per 3600 s per grant on counter "pull_requests" ["/tools/create_pull_request/limits/0"]
         private Decision EvaluateTool6_create_pull_request(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 1 path
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool6_create_pull_request(in call, "/tools/create_pull_request");
@@ -427,7 +437,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool7_create_repository(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 1 path
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return approved ? ReserveTool7_create_repository(in call, "/tools/create_repository/action") : Decision.ApprovalRequired("/tools/create_repository/action", "new repositories need a human");
@@ -456,7 +469,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool8_fork_repository(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 1 path
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return Decision.Deny("/tools/fork_repository/action", "forks leave the organisation's control");
@@ -485,7 +501,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool9_get_Any(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 1 path
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool9_get_Any(in call, "/tools/get_*");
@@ -514,7 +533,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool10_list_Any(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 1 path
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool10_list_Any(in call, "/tools/list_*");
@@ -546,7 +568,7 @@ namespace PolicyCompiler.Generated
         {
             ArgumentSlotBuffer slotBuffer = default;
             global::System.Span<ArgumentSlot> slots = slotBuffer;
-            s_reader2.Read(call.ArgumentsJson, slots); // one pass for 2 paths
+            s_reader3.Read(call.ArgumentsJson, slots); // one pass for 2 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
@@ -583,7 +605,7 @@ namespace PolicyCompiler.Generated
         {
             ArgumentSlotBuffer slotBuffer = default;
             global::System.Span<ArgumentSlot> slots = slotBuffer;
-            s_reader3.Read(call.ArgumentsJson, slots); // one pass for 3 paths
+            s_reader4.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
@@ -618,7 +640,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateTool13_search_Any(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 1 path
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool13_search_Any(in call, "/tools/search_*");
@@ -647,7 +672,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 1000 per 3600 s per grant on counter "github_calls" ["/tools/*/limits/0"]
         private Decision EvaluateDefault(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 1 path
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return Decision.Deny("/default", "tool is not in the GitHub allow-list");

@@ -71,6 +71,86 @@ public class ArgumentReaderTests
         }, iter: 20_000);
     }
 
+    // Bytes a mutation may insert or put in place of another: JSON punctuation, the starts of
+    // literals and numbers, escapes, control bytes, non-ASCII and invalid UTF-8, comment starts.
+    private static readonly byte[] Alphabet =
+        [.. "{}[]\",:\\ \t\n\r0019-+.eEtrufalsnx/*u"u8, 0x00, 0x1F, 0x7F, 0x80, 0xC3, 0xA9, 0xED, 0xA0, 0xFF, 0xEF, 0xBB, 0xBF];
+
+    private static readonly string[] NumberEdges =
+        ["0", "-0", "01", "-", "1.", ".5", "1.5e", "1e+", "1E-7", "-01.0", "1e400", "0.0e0", "+1", "00", "1x", "2.", "-a"];
+
+    // Valid documents, number edge cases, deep nesting, and all of them damaged by up to three byte mutations.
+    private static readonly Gen<byte[]> GenBytes =
+        Gen.Select(
+            Gen.Frequency(
+                (8, GenJson(3)),
+                (2, Gen.OneOfConst(NumberEdges).Select(n => "{\"a\":" + n + ",\"b\":[" + n + "]}")),
+                (1, Gen.Int[125, 131].Select(d => new string('[', d) + new string(']', d))),
+                (1, Gen.Int[125, 131].Select(d => string.Concat(Enumerable.Repeat("{\"a\":", d)) + "1" + new string('}', d))),
+                (1, GenJson(2).Select(j => "\uFEFF" + j))),
+            Gen.Int[0, 3], Gen.Int.Array[3], Gen.Int[0, Alphabet.Length - 1].Array[3], Gen.Int[0, 2].Array[3],
+            (json, mutations, positions, bytes, kinds) =>
+            {
+                var list = new List<byte>(Encoding.UTF8.GetBytes(json));
+                for (int m = 0; m < mutations; m++)
+                {
+                    int at = (int)((uint)positions[m] % (uint)(list.Count + 1));
+                    switch (kinds[m])
+                    {
+                        case 0: list.Insert(at, Alphabet[bytes[m]]); break;
+                        case 1 when at < list.Count: list[at] = Alphabet[bytes[m]]; break;
+                        case 2 when at < list.Count: list.RemoveAt(at); break;
+                    }
+                }
+
+                return list.ToArray();
+            });
+
+    [Fact]
+    public void The_scanner_reads_every_document_as_Utf8JsonReader_does()
+    {
+        // Acceptance (what is invalid JSON, what is too deep) and every position must match the
+        // Utf8JsonReader walk, on valid and damaged bytes alike.
+        int valid = 0;
+        Gen.Select(GenBytes, GenPaths).Sample((json, steps) =>
+        {
+            ArgumentPath[] paths = [.. steps.Select(ToPath), ToPath([])];
+            var reader = new ArgumentReader(paths);
+            var scanned = new ArgumentSlot[paths.Length];
+            var expected = new ArgumentSlot[paths.Length];
+            reader.Read(json, scanned);
+            reader.ReadWithJsonReader(json, expected);
+            if (expected[^1].Kind != PolicyValueKind.Ambiguous) Interlocked.Increment(ref valid);
+            for (int i = 0; i < paths.Length; i++)
+            {
+                PolicyValue want = expected[i].ToValue(json);
+                PolicyValue got = scanned[i].ToValue(json);
+                if (want.Kind != got.Kind || !want.Raw.SequenceEqual(got.Raw) || want.HasEscapes != got.HasEscapes)
+                {
+                    throw new Xunit.Sdk.XunitException(
+                        $"path {paths[i].Text} of [{Convert.ToHexString(json)}] {Encoding.UTF8.GetString(json)}: Utf8JsonReader {want.Kind} '{Encoding.UTF8.GetString(want.Raw)}' {want.HasEscapes}, "
+                        + $"scanner {got.Kind} '{Encoding.UTF8.GetString(got.Raw)}' {got.HasEscapes}");
+                }
+            }
+        }, iter: 100_000);
+
+        // The property is only as strong as its mix: both accepted and refused documents must be common.
+        Assert.InRange(valid, 20_000, 80_000);
+    }
+
+    [Theory]
+    [InlineData(128, true)]
+    [InlineData(129, false)]
+    public void Nesting_up_to_the_reference_depth_is_read_deeper_is_ambiguous(int depth, bool readable)
+    {
+        byte[] json = Encoding.UTF8.GetBytes("{\"a\":" + new string('[', depth - 1) + new string(']', depth - 1) + "}");
+        var reader = new ArgumentReader(ToPath(["a"]));
+        var slots = new ArgumentSlot[1];
+        reader.Read(json, slots);
+        Assert.Equal(readable ? PolicyValueKind.Array : PolicyValueKind.Ambiguous, slots[0].Kind);
+        Assert.Equal(ArgumentLookup.Find(json, ToPath(["a"])).Kind, slots[0].Kind);
+    }
+
     [Fact]
     public void A_duplicate_found_after_the_first_copy_was_read_makes_the_paths_below_it_ambiguous()
     {

@@ -44,6 +44,7 @@ namespace PolicyCompiler.Generated
         private readonly ICounterStore _counters;
         private readonly global::System.TimeSpan _regexTimeout;
         private static readonly ArgumentPath s_path0 = new ArgumentPath("args.a\"b.*/", new PathStep[] { new PathStep("a\"b"u8.ToArray(), -1), new PathStep("*/"u8.ToArray(), -1) });
+        private static readonly ArgumentReader s_reader0 = new ArgumentReader(s_path0);
 
         /// <summary>Creates the evaluator with its clock, counter store and regex timeout.</summary>
         public HostileName1PolicyEvaluator(PolicyEvaluatorOptions? options = null)
@@ -145,7 +146,10 @@ namespace PolicyCompiler.Generated
         //   when allowed: at most 3 per 60 s per grant on counter "\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800" ["/tools/*~1*/limits/0"]
         private Decision EvaluateTool1_Any_Any(in ToolCall call, bool approved)
         {
-            var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.a\"b.*/"
+            ArgumentSlotBuffer slotBuffer = default;
+            global::System.Span<ArgumentSlot> slots = slotBuffer;
+            s_reader0.Read(call.ArgumentsJson, slots); // one pass for 1 path
+            var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.a\"b.*/"
             bool plain0 = PolicyOps.IsPlainString(arg0);
             if (PolicyOps.Fires((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, new global::System.ReadOnlySpan<byte>(new byte[] { 0x22, 0x29, 0x3B, 0x20, 0x53, 0x79, 0x73, 0x74, 0x65, 0x6D, 0x2E, 0x45, 0x6E, 0x76, 0x69, 0x72, 0x6F, 0x6E, 0x6D, 0x65, 0x6E, 0x74, 0x2E, 0x45, 0x78, 0x69, 0x74, 0x28, 0x31, 0x29, 0x3B, 0x20, 0x2F, 0x2F, 0x20, 0x2A, 0x2F, 0x20, 0x2F, 0x2A, 0x20, 0x5C, 0x20, 0x0A, 0x0D, 0x09, 0x20, 0xC3, 0xA9, 0xE4, 0xB8, 0xAD, 0xF0, 0x9F, 0x98, 0x80, 0x20, 0xE2, 0x80, 0xA8, 0x20, 0x3C, 0x62, 0x3E, 0x26, 0x61, 0x6D, 0x70, 0x3B, 0x3C, 0x2F, 0x62, 0x3E, 0x20, 0x22, 0x20, 0x5C, 0x22, 0x20, 0xEF, 0xBF, 0xBD, })) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, new global::System.ReadOnlySpan<byte>(new byte[] { 0x22, 0x29, 0x3B, 0x20, 0x53, 0x79, 0x73, 0x74, 0x65, 0x6D, 0x2E, 0x45, 0x6E, 0x76, 0x69, 0x72, 0x6F, 0x6E, 0x6D, 0x65, 0x6E, 0x74, 0x2E, 0x45, 0x78, 0x69, 0x74, 0x28, 0x31, 0x29, 0x3B, 0x20, 0x2F, 0x2F, 0x20, 0x2A, 0x2F, 0x20, 0x2F, 0x2A, 0x20, 0x5C, 0x20, 0x0A, 0x0D, 0x09, 0x20, 0xC3, 0xA9, 0xE4, 0xB8, 0xAD, 0xF0, 0x9F, 0x98, 0x80, 0x20, 0xE2, 0x80, 0xA8, 0x20, 0x3C, 0x62, 0x3E, 0x26, 0x61, 0x6D, 0x70, 0x3B, 0x3C, 0x2F, 0x62, 0x3E, 0x20, 0x22, 0x20, 0x5C, 0x22, 0x20, 0xEF, 0xBF, 0xBD, }))), ToolAction.Deny)) return Decision.Deny("/tools/*~1*/rules/0", "\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800");
             return ReserveTool1_Any_Any(in call, "/tools/*~1*");
@@ -173,6 +177,13 @@ namespace PolicyCompiler.Generated
         private Decision EvaluateTool2_caf_Any(in ToolCall call, bool approved)
         {
             return approved ? Decision.Allow("/tools/caf\u00E9\uD83D\uDE00*/action") : Decision.ApprovalRequired("/tools/caf\u00E9\uD83D\uDE00*/action", "\"); System.Environment.Exit(1); // */ /* \\ \u000A\u000D\u0009 \u00E9\u4E2D\uD83D\uDE00 \u2028 <b>&amp;</b> \" \\\" \uD800");
+        }
+
+        /// <summary>Room for the argument values a block reads in one pass, on the stack.</summary>
+        [global::System.Runtime.CompilerServices.InlineArray(1)]
+        private struct ArgumentSlotBuffer
+        {
+            private ArgumentSlot _element0;
         }
 
         /// <summary>Room for the counter requests of one call, on the stack.</summary>
