@@ -347,9 +347,11 @@ public sealed class ArgumentReader
         return SkipWhitespace(json, pos) == json.Length; // anything after the value is trailing content
     }
 
+    // Called between every two tokens: inlined, and a byte above ' ' (the usual case) decides at once.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int SkipWhitespace(ReadOnlySpan<byte> json, int pos)
     {
-        while (pos < json.Length && json[pos] is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r')
+        while ((uint)pos < (uint)json.Length && json[pos] <= (byte)' ' && json[pos] is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r')
         {
             pos++;
         }
@@ -614,10 +616,14 @@ public sealed class ArgumentReader
         int i = pos + 1;
         while (true)
         {
-            // The common run of plain bytes, vectorised: stop at a quote, a backslash or a control byte.
-            int run = json[i..].IndexOfAny(StringSpecials);
-            if (run < 0) return false; // unterminated
-            i += run;
+            // The run of plain bytes: stop at a quote, a backslash or a control byte. Argument strings
+            // are short, and a table lookup per byte beats a vectorised search's set-up on them.
+            while ((uint)i < (uint)json.Length && !StringSpecial[json[i]])
+            {
+                i++;
+            }
+
+            if (i >= json.Length) return false; // unterminated
             byte b = json[i];
             if (b == (byte)'"')
             {
@@ -650,9 +656,26 @@ public sealed class ArgumentReader
         }
     }
 
-    private static readonly System.Buffers.SearchValues<byte> StringSpecials = System.Buffers.SearchValues.Create(
-        [(byte)'"', (byte)'\\', 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F,
-         0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1C, 0x1D, 0x1E, 0x1F]);
+    // The bytes that end a run of plain string content: '"', '\\' and the control bytes below 0x20.
+    private static ReadOnlySpan<bool> StringSpecial =>
+    [
+        true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true,
+        true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true,
+        false, false, true, false, false, false, false, false, false, false, false, false, false, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, true, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false,
+        false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false,
+    ];
 
     private static bool IsHex(byte b) => (uint)(b - '0') <= 9 || (uint)((b | 0x20) - 'a') <= 5;
 
