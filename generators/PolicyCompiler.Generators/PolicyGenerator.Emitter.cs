@@ -641,9 +641,10 @@ public sealed partial class PolicyGenerator
             }
 
             /// <summary>
-            /// One method per name length: a switch on the byte position that tells the most names of
-            /// that length apart, then byte comparisons. Deterministic: positions and bytes ascending,
-            /// names in ordinal order.
+            /// One method per name length: a decision tree of switches on single bytes (at each level the
+            /// position that tells the most of the remaining names apart), down to one candidate name,
+            /// compared whole once. A lookup costs a few byte switches and one comparison, however many
+            /// names share the length. Deterministic: positions and bytes ascending, names in ordinal order.
             /// </summary>
             private static void WriteLengthSelectors(SourceWriter w, List<(string Name, string Route)> literals)
             {
@@ -652,67 +653,111 @@ public sealed partial class PolicyGenerator
                 {
                     int end = EndOfLength(literals, i);
                     int length = Encoding.UTF8.GetByteCount(literals[i].Name);
-                    var bytes = new List<byte[]>();
+                    var candidates = new List<(byte[] Bytes, int Literal)>();
                     for (int k = i; k < end; k++)
                     {
-                        bytes.Add(Encoding.UTF8.GetBytes(literals[k].Name));
-                    }
-
-                    int position = 0;
-                    int mostDistinct = 0;
-                    for (int p = 0; p < length; p++)
-                    {
-                        var distinct = new HashSet<byte>();
-                        foreach (byte[] name in bytes)
-                        {
-                            distinct.Add(name[p]);
-                        }
-
-                        if (distinct.Count > mostDistinct)
-                        {
-                            mostDistinct = distinct.Count;
-                            position = p;
-                        }
+                        candidates.Add((Encoding.UTF8.GetBytes(literals[k].Name), k));
                     }
 
                     string lengthText = length.ToString(CultureInfo.InvariantCulture);
-                    w.Line("/// <summary>Exact names of " + lengthText + " bytes, told apart by the byte at index " + position.ToString(CultureInfo.InvariantCulture) + ".</summary>");
+                    w.Line("/// <summary>Exact names of " + lengthText + " bytes, told apart byte by byte, then compared whole.</summary>");
                     w.Open("private static bool SelectLength" + lengthText + "(global::System.ReadOnlySpan<byte> name, out Route route)");
-                    w.Open("switch (name[" + position.ToString(CultureInfo.InvariantCulture) + "])");
-                    var byValue = new SortedDictionary<byte, List<int>>();
-                    for (int k = 0; k < bytes.Count; k++)
-                    {
-                        if (!byValue.TryGetValue(bytes[k][position], out List<int>? group))
-                        {
-                            group = new List<int>();
-                            byValue.Add(bytes[k][position], group);
-                        }
-
-                        group.Add(i + k);
-                    }
-
-                    foreach (KeyValuePair<byte, List<int>> group in byValue)
-                    {
-                        w.Line("case 0x" + group.Key.ToString("X2", CultureInfo.InvariantCulture) + ":");
-                        w.Indent();
-                        foreach (int k in group.Value)
-                        {
-                            w.Open("if (" + Memory + "SequenceEqual(name, " + Utf8(literals[k].Name) + "))");
-                            w.Line("route = Route." + literals[k].Route + ";");
-                            w.Line("return true;");
-                            w.Close();
-                        }
-
-                        w.Line("break;");
-                        w.Outdent();
-                    }
-
-                    w.Close();
+                    WriteSelectorTree(w, literals, candidates, length, new bool[length]);
                     w.Line("route = Route.Default;");
                     w.Line("return false;");
                     w.Close();
                     w.Line();
                     i = end;
+                }
+            }
+
+            private static void WriteSelectorTree(SourceWriter w, List<(string Name, string Route)> literals, List<(byte[] Bytes, int Literal)> candidates, int length, bool[] used)
+            {
+                if (candidates.Count == 1)
+                {
+                    int k = candidates[0].Literal;
+                    w.Open("if (" + Memory + "SequenceEqual(name, " + Utf8(literals[k].Name) + "))");
+                    w.Line("route = Route." + literals[k].Route + ";");
+                    w.Line("return true;");
+                    w.Close();
+                    return;
+                }
+
+                int position = -1;
+                int mostDistinct = 1;
+                for (int p = 0; p < length; p++)
+                {
+                    if (used[p])
+                    {
+                        continue;
+                    }
+
+                    var distinct = new HashSet<byte>();
+                    foreach ((byte[] bytes, _) in candidates)
+                    {
+                        distinct.Add(bytes[p]);
+                    }
+
+                    if (distinct.Count > mostDistinct)
+                    {
+                        mostDistinct = distinct.Count;
+                        position = p;
+                    }
+                }
+
+                // Distinct names of one length always differ somewhere; the guard keeps a malformed
+                // model (duplicate names) from recursing forever.
+                if (position < 0)
+                {
+                    foreach ((_, int k) in candidates)
+                    {
+                        w.Open("if (" + Memory + "SequenceEqual(name, " + Utf8(literals[k].Name) + "))");
+                        w.Line("route = Route." + literals[k].Route + ";");
+                        w.Line("return true;");
+                        w.Close();
+                    }
+
+                    return;
+                }
+
+                var byValue = new SortedDictionary<byte, List<(byte[] Bytes, int Literal)>>();
+                foreach ((byte[] Bytes, int Literal) candidate in candidates)
+                {
+                    if (!byValue.TryGetValue(candidate.Bytes[position], out List<(byte[] Bytes, int Literal)>? group))
+                    {
+                        group = new List<(byte[] Bytes, int Literal)>();
+                        byValue.Add(candidate.Bytes[position], group);
+                    }
+
+                    group.Add(candidate);
+                }
+
+                used[position] = true;
+                w.Open("switch (name[" + position.ToString(CultureInfo.InvariantCulture) + "])");
+                foreach (KeyValuePair<byte, List<(byte[] Bytes, int Literal)>> group in byValue)
+                {
+                    w.Line("case 0x" + group.Key.ToString("X2", CultureInfo.InvariantCulture) + ":");
+                    w.Indent();
+                    WriteSelectorTree(w, literals, group.Value, length, used);
+                    w.Line("break;");
+                    w.Outdent();
+                }
+
+                w.Close();
+                used[position] = false;
+            }
+
+            /// <summary>
+            /// Past a few dozen entries, the block methods are not inlined into Evaluate and ReserveLimits:
+            /// Native AOT inlines the small ones, each inlined block keeps its own Decision temporary
+            /// (references, so zeroed on entry), and a 500-entry Evaluate zeroed a 13 KB frame on every
+            /// call (~1,350 instructions) instead of jumping to the block (docs/performance.md).
+            /// </summary>
+            private void WriteBlockAttributes(SourceWriter w)
+            {
+                if (_entries.Length > InlineLiteralLimit)
+                {
+                    w.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]");
                 }
             }
 
@@ -1551,6 +1596,7 @@ public sealed partial class PolicyGenerator
                     + (entry.Hidden ? ": hidden, so denied whatever the call." : ":"));
                 if (entry.Hidden)
                 {
+                    WriteBlockAttributes(w);
                     w.Open("private " + DecisionType + " Evaluate" + BlockName(entry) + "(in " + Runtime + "ToolCall call, bool approved)");
                     w.Line("return " + DecisionType + ".Deny(" + Literal(entry.Pointer + "/hide") + ", " + Literal(HiddenReason) + ");");
                     w.Close();
@@ -1595,6 +1641,7 @@ public sealed partial class PolicyGenerator
                     w.Line("//   when allowed: " + LimitWords(limit) + " [" + Text(limit.Pointer) + "]");
                 }
 
+                WriteBlockAttributes(w);
                 w.Open("private " + DecisionType + " Evaluate" + name + "(in " + Runtime + "ToolCall call, bool approved)");
                 _blockLocals = new Dictionary<string, string>(StringComparer.Ordinal);
                 _stringComparedFields = new HashSet<string>(StringComparer.Ordinal);
