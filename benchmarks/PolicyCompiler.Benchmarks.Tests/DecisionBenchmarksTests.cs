@@ -63,4 +63,36 @@ public class DecisionBenchmarksTests
 
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
+
+    public static TheoryData<DecisionCase, EvaluatorKind> EveryCase()
+    {
+        var data = new TheoryData<DecisionCase, EvaluatorKind>();
+        foreach (DecisionCase benchmarkCase in Enum.GetValues<DecisionCase>())
+        {
+            data.Add(benchmarkCase, EvaluatorKind.Interpreter);
+            data.Add(benchmarkCase, EvaluatorKind.Compiled);
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(EveryCase))]
+    public void EveryCase_SteadyState_AllocatesNothing(DecisionCase benchmarkCase, EvaluatorKind kind)
+    {
+        // Also the keyed limit of ConditionPass: its key's text comes from LimitArguments' cache.
+        DecisionScenario scenario = DecisionScenario.For(benchmarkCase, kind);
+        for (int i = 0; i < 100; i++)
+        {
+            scenario.Decide();
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            scenario.Decide();
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
 }

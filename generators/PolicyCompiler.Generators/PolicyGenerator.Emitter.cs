@@ -271,6 +271,15 @@ public sealed partial class PolicyGenerator
             // Inside one decision block: the argument paths already looked up into locals (path field →
             // local name), so each argument is found once per call however many tests read it.
             private Dictionary<string, string>? _blockLocals;
+
+            // String comparisons on arguments: the path fields of the block that some eq/neq/in/not_in
+            // test compares with a string constant, and (once declared) the local that says whether the
+            // argument is a plain string (PolicyOps.IsPlainString: unescaped, valid UTF-8). Checked once
+            // per argument, then each constant is a byte comparison (an `in` list a switch on length).
+            private HashSet<string>? _stringComparedFields;
+            private Dictionary<string, string>? _plainLocals;
+            private readonly Dictionary<string, string> _matchMethods = new(StringComparer.Ordinal); // constant list → method
+            private readonly List<string[]> _matchMethodConstants = new();
             private readonly List<string> _regexPatterns = new();
             private int _maxLimits;
 
@@ -632,9 +641,10 @@ public sealed partial class PolicyGenerator
             }
 
             /// <summary>
-            /// One method per name length: a switch on the byte position that tells the most names of
-            /// that length apart, then byte comparisons. Deterministic: positions and bytes ascending,
-            /// names in ordinal order.
+            /// One method per name length: a decision tree of switches on single bytes (at each level the
+            /// position that tells the most of the remaining names apart), down to one candidate name,
+            /// compared whole once. A lookup costs a few byte switches and one comparison, however many
+            /// names share the length. Deterministic: positions and bytes ascending, names in ordinal order.
             /// </summary>
             private static void WriteLengthSelectors(SourceWriter w, List<(string Name, string Route)> literals)
             {
@@ -643,67 +653,111 @@ public sealed partial class PolicyGenerator
                 {
                     int end = EndOfLength(literals, i);
                     int length = Encoding.UTF8.GetByteCount(literals[i].Name);
-                    var bytes = new List<byte[]>();
+                    var candidates = new List<(byte[] Bytes, int Literal)>();
                     for (int k = i; k < end; k++)
                     {
-                        bytes.Add(Encoding.UTF8.GetBytes(literals[k].Name));
-                    }
-
-                    int position = 0;
-                    int mostDistinct = 0;
-                    for (int p = 0; p < length; p++)
-                    {
-                        var distinct = new HashSet<byte>();
-                        foreach (byte[] name in bytes)
-                        {
-                            distinct.Add(name[p]);
-                        }
-
-                        if (distinct.Count > mostDistinct)
-                        {
-                            mostDistinct = distinct.Count;
-                            position = p;
-                        }
+                        candidates.Add((Encoding.UTF8.GetBytes(literals[k].Name), k));
                     }
 
                     string lengthText = length.ToString(CultureInfo.InvariantCulture);
-                    w.Line("/// <summary>Exact names of " + lengthText + " bytes, told apart by the byte at index " + position.ToString(CultureInfo.InvariantCulture) + ".</summary>");
+                    w.Line("/// <summary>Exact names of " + lengthText + " bytes, told apart byte by byte, then compared whole.</summary>");
                     w.Open("private static bool SelectLength" + lengthText + "(global::System.ReadOnlySpan<byte> name, out Route route)");
-                    w.Open("switch (name[" + position.ToString(CultureInfo.InvariantCulture) + "])");
-                    var byValue = new SortedDictionary<byte, List<int>>();
-                    for (int k = 0; k < bytes.Count; k++)
-                    {
-                        if (!byValue.TryGetValue(bytes[k][position], out List<int>? group))
-                        {
-                            group = new List<int>();
-                            byValue.Add(bytes[k][position], group);
-                        }
-
-                        group.Add(i + k);
-                    }
-
-                    foreach (KeyValuePair<byte, List<int>> group in byValue)
-                    {
-                        w.Line("case 0x" + group.Key.ToString("X2", CultureInfo.InvariantCulture) + ":");
-                        w.Indent();
-                        foreach (int k in group.Value)
-                        {
-                            w.Open("if (" + Memory + "SequenceEqual(name, " + Utf8(literals[k].Name) + "))");
-                            w.Line("route = Route." + literals[k].Route + ";");
-                            w.Line("return true;");
-                            w.Close();
-                        }
-
-                        w.Line("break;");
-                        w.Outdent();
-                    }
-
-                    w.Close();
+                    WriteSelectorTree(w, literals, candidates, length, new bool[length]);
                     w.Line("route = Route.Default;");
                     w.Line("return false;");
                     w.Close();
                     w.Line();
                     i = end;
+                }
+            }
+
+            private static void WriteSelectorTree(SourceWriter w, List<(string Name, string Route)> literals, List<(byte[] Bytes, int Literal)> candidates, int length, bool[] used)
+            {
+                if (candidates.Count == 1)
+                {
+                    int k = candidates[0].Literal;
+                    w.Open("if (" + Memory + "SequenceEqual(name, " + Utf8(literals[k].Name) + "))");
+                    w.Line("route = Route." + literals[k].Route + ";");
+                    w.Line("return true;");
+                    w.Close();
+                    return;
+                }
+
+                int position = -1;
+                int mostDistinct = 1;
+                for (int p = 0; p < length; p++)
+                {
+                    if (used[p])
+                    {
+                        continue;
+                    }
+
+                    var distinct = new HashSet<byte>();
+                    foreach ((byte[] bytes, _) in candidates)
+                    {
+                        distinct.Add(bytes[p]);
+                    }
+
+                    if (distinct.Count > mostDistinct)
+                    {
+                        mostDistinct = distinct.Count;
+                        position = p;
+                    }
+                }
+
+                // Distinct names of one length always differ somewhere; the guard keeps a malformed
+                // model (duplicate names) from recursing forever.
+                if (position < 0)
+                {
+                    foreach ((_, int k) in candidates)
+                    {
+                        w.Open("if (" + Memory + "SequenceEqual(name, " + Utf8(literals[k].Name) + "))");
+                        w.Line("route = Route." + literals[k].Route + ";");
+                        w.Line("return true;");
+                        w.Close();
+                    }
+
+                    return;
+                }
+
+                var byValue = new SortedDictionary<byte, List<(byte[] Bytes, int Literal)>>();
+                foreach ((byte[] Bytes, int Literal) candidate in candidates)
+                {
+                    if (!byValue.TryGetValue(candidate.Bytes[position], out List<(byte[] Bytes, int Literal)>? group))
+                    {
+                        group = new List<(byte[] Bytes, int Literal)>();
+                        byValue.Add(candidate.Bytes[position], group);
+                    }
+
+                    group.Add(candidate);
+                }
+
+                used[position] = true;
+                w.Open("switch (name[" + position.ToString(CultureInfo.InvariantCulture) + "])");
+                foreach (KeyValuePair<byte, List<(byte[] Bytes, int Literal)>> group in byValue)
+                {
+                    w.Line("case 0x" + group.Key.ToString("X2", CultureInfo.InvariantCulture) + ":");
+                    w.Indent();
+                    WriteSelectorTree(w, literals, group.Value, length, used);
+                    w.Line("break;");
+                    w.Outdent();
+                }
+
+                w.Close();
+                used[position] = false;
+            }
+
+            /// <summary>
+            /// Past a few dozen entries, the block methods are not inlined into Evaluate and ReserveLimits:
+            /// Native AOT inlines the small ones, each inlined block keeps its own Decision temporary
+            /// (references, so zeroed on entry), and a 500-entry Evaluate zeroed a 13 KB frame on every
+            /// call (~1,350 instructions) instead of jumping to the block (docs/performance.md).
+            /// </summary>
+            private void WriteBlockAttributes(SourceWriter w)
+            {
+                if (_entries.Length > InlineLiteralLimit)
+                {
+                    w.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]");
                 }
             }
 
@@ -861,6 +915,12 @@ public sealed partial class PolicyGenerator
                 {
                     w.Line();
                     WriteDefault(w);
+                }
+
+                for (int i = 0; i < _matchMethodConstants.Count; i++)
+                {
+                    w.Line();
+                    WriteMatchMethod(w, "Matches" + i.ToString(CultureInfo.InvariantCulture), _matchMethodConstants[i]);
                 }
 
                 if (_maxSlots > 0)
@@ -1261,6 +1321,12 @@ public sealed partial class PolicyGenerator
                             }
 
                             _blockLocals.Add(field, local);
+                            if (_stringComparedFields is not null && _stringComparedFields.Contains(field))
+                            {
+                                string plain = "plain" + field.Substring("s_path".Length);
+                                w.Line("bool " + plain + " = " + Ops + "IsPlainString(" + local + ");");
+                                _plainLocals!.Add(field, plain);
+                            }
                         }
 
                         break;
@@ -1305,6 +1371,13 @@ public sealed partial class PolicyGenerator
             {
                 string value = Value(test.Path);
                 JsonConstant operand = test.Operand;
+                if (test.Path.Source == ValueSource.Args && _plainLocals is not null
+                    && _plainLocals.TryGetValue(PathField(test.Path), out string? plain)
+                    && PlainStringTest(test, value, plain) is { } fast)
+                {
+                    return fast;
+                }
+
                 switch (test.Operator)
                 {
                     case ConditionOperator.Eq:
@@ -1347,6 +1420,134 @@ public sealed partial class PolicyGenerator
                 ConstantKind.Null => Ops + op + "Null(" + value + ")",
                 _ => throw new InvalidOperationException(op + " takes a scalar operand"),
             };
+
+            /// <summary>The string constants an eq/neq/in/not_in test compares with (none: not a string comparison).</summary>
+            private static List<string> StringConstants(TestCondition test)
+            {
+                var constants = new List<string>();
+                switch (test.Operator)
+                {
+                    case ConditionOperator.Eq:
+                    case ConditionOperator.Neq:
+                        if (test.Operand.Kind == ConstantKind.String)
+                        {
+                            constants.Add(test.Operand.String ?? string.Empty);
+                        }
+
+                        break;
+                    case ConditionOperator.In:
+                    case ConditionOperator.NotIn:
+                        foreach (JsonConstant item in test.Operand.Items)
+                        {
+                            if (item.Kind == ConstantKind.String && !constants.Contains(item.String ?? string.Empty))
+                            {
+                                constants.Add(item.String ?? string.Empty);
+                            }
+                        }
+
+                        break;
+                }
+
+                return constants;
+            }
+
+            private void CollectStringCompared(Condition condition, HashSet<string> fields)
+            {
+                switch (condition)
+                {
+                    case AllCondition all:
+                        foreach (Condition inner in all.Conditions) CollectStringCompared(inner, fields);
+                        break;
+                    case AnyCondition any:
+                        foreach (Condition inner in any.Conditions) CollectStringCompared(inner, fields);
+                        break;
+                    case NotCondition not:
+                        CollectStringCompared(not.Condition, fields);
+                        break;
+                    case TestCondition test when test.Path.Source == ValueSource.Args && StringConstants(test).Count > 0:
+                        fields.Add(PathField(test.Path));
+                        break;
+                }
+            }
+
+            /// <summary>
+            /// eq/neq/in/not_in with string constants, when the argument is a plain string: the bytes
+            /// decide. For a string value, eq of a non-string constant is False (neq True) whatever the
+            /// text, so only the string constants matter: in = any equal, not_in = none equal. Otherwise
+            /// (escaped, invalid UTF-8, not a string, missing, ambiguous) the general PolicyOps path.
+            /// </summary>
+            private string? PlainStringTest(TestCondition test, string value, string plain)
+            {
+                List<string> constants = StringConstants(test);
+                if (constants.Count == 0)
+                {
+                    return null;
+                }
+
+                string match;
+                if (constants.Count == 1)
+                {
+                    match = Memory + "SequenceEqual(" + value + ".Raw, " + Utf8(constants[0]) + ")";
+                }
+                else
+                {
+                    var keyText = new StringBuilder();
+                    foreach (string constant in constants)
+                    {
+                        keyText.Append(constant.Length.ToString(CultureInfo.InvariantCulture)).Append(':').Append(constant);
+                    }
+
+                    string key = keyText.ToString();
+                    if (!_matchMethods.TryGetValue(key, out string? method))
+                    {
+                        method = "Matches" + _matchMethods.Count.ToString(CultureInfo.InvariantCulture);
+                        _matchMethods.Add(key, method);
+                        _matchMethodConstants.Add(constants.ToArray());
+                    }
+
+                    match = method + "(" + value + ".Raw)";
+                }
+
+                bool positive = test.Operator is ConditionOperator.Eq or ConditionOperator.In;
+                string general = test.Operator is ConditionOperator.In or ConditionOperator.NotIn
+                    ? Membership(test.Operator == ConditionOperator.In, value, test.Operand)
+                    : Scalar(test.Operator == ConditionOperator.Eq ? "Eq" : "Neq", value, test.Operand);
+                return "(" + plain + " ? (" + match + " ? " + Runtime + "Truth." + (positive ? "True" : "False") + " : " + Runtime + "Truth." + (positive ? "False" : "True") + ") : " + general + ")";
+            }
+
+            /// <summary>A method that says whether plain UTF-8 text is one of <paramref name="constants"/>: a switch on the length, then the bytes.</summary>
+            private static void WriteMatchMethod(SourceWriter w, string name, string[] constants)
+            {
+                var byLength = new SortedDictionary<int, List<string>>();
+                foreach (string constant in constants)
+                {
+                    int length = Encoding.UTF8.GetByteCount(constant);
+                    if (!byLength.TryGetValue(length, out List<string>? group))
+                    {
+                        byLength[length] = group = new List<string>();
+                    }
+
+                    group.Add(constant);
+                }
+
+                w.Line("/// <summary>Whether plain UTF-8 text is one of " + Xml(string.Join(", ", Array.ConvertAll(constants, Literal))) + ".</summary>");
+                w.Open("private static bool " + name + "(global::System.ReadOnlySpan<byte> text)");
+                w.Open("switch (text.Length)");
+                foreach (KeyValuePair<int, List<string>> group in byLength)
+                {
+                    var tests = new List<string>();
+                    foreach (string constant in group.Value)
+                    {
+                        tests.Add(Memory + "SequenceEqual(text, " + Utf8(constant) + ")");
+                    }
+
+                    w.Line("case " + group.Key.ToString(CultureInfo.InvariantCulture) + ": return " + string.Join(" || ", tests) + ";");
+                }
+
+                w.Line("default: return false;");
+                w.Close();
+                w.Close();
+            }
 
             /// <summary><c>in</c> is the Kleene OR of <c>eq</c> over the list, <c>not_in</c> the AND of <c>neq</c>.</summary>
             private static string Membership(bool isIn, string value, JsonConstant operand)
@@ -1395,6 +1596,7 @@ public sealed partial class PolicyGenerator
                     + (entry.Hidden ? ": hidden, so denied whatever the call." : ":"));
                 if (entry.Hidden)
                 {
+                    WriteBlockAttributes(w);
                     w.Open("private " + DecisionType + " Evaluate" + BlockName(entry) + "(in " + Runtime + "ToolCall call, bool approved)");
                     w.Line("return " + DecisionType + ".Deny(" + Literal(entry.Pointer + "/hide") + ", " + Literal(HiddenReason) + ");");
                     w.Close();
@@ -1439,8 +1641,19 @@ public sealed partial class PolicyGenerator
                     w.Line("//   when allowed: " + LimitWords(limit) + " [" + Text(limit.Pointer) + "]");
                 }
 
+                WriteBlockAttributes(w);
                 w.Open("private " + DecisionType + " Evaluate" + name + "(in " + Runtime + "ToolCall call, bool approved)");
                 _blockLocals = new Dictionary<string, string>(StringComparer.Ordinal);
+                _stringComparedFields = new HashSet<string>(StringComparer.Ordinal);
+                _plainLocals = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach ((PolicyRule rule, _) in rules)
+                {
+                    if (rule.When is not null)
+                    {
+                        CollectStringCompared(rule.When, _stringComparedFields);
+                    }
+                }
+
                 BlockArguments? arguments = Arguments(entry);
                 _currentArguments = arguments;
                 _slotsRead = false;
@@ -1472,6 +1685,8 @@ public sealed partial class PolicyGenerator
                 }
 
                 _blockLocals = null;
+                _stringComparedFields = null;
+                _plainLocals = null;
 
                 if (reachable)
                 {

@@ -50,7 +50,30 @@ public class EquivalenceTests(ITestOutputHelper output)
     [
         "\"v1\"", "\"v2\"", "\"\"", "1", "1.0", "2.5", "-3", "3", "\"3\"", "true", "null", "\"v\\u0031\"", "\"Get\"",
         "[\"v1\",2]", "[]", "{\"k\":1}", "\"caf\\u00e9\"", "\"\\ud800\"", "1e400",
+        // Invalid UTF-8 in a string (U+E000 stands for the byte 0xFF, see ArgumentBytes): never equal to anything.
+        "\"v1\uE000\"", "\"\uE000\"", "\"caf\u00e9\"",
     ];
+
+    /// <summary>A call's arguments as bytes: UTF-8, except that U+E000 becomes the byte 0xFF (never valid UTF-8).</summary>
+    private static byte[] ArgumentBytes(string args)
+    {
+        byte[] utf8 = Encoding.UTF8.GetBytes(args);
+        var bytes = new List<byte>(utf8.Length);
+        for (int i = 0; i < utf8.Length; i++)
+        {
+            if (i + 2 < utf8.Length && utf8[i] == 0xEE && utf8[i + 1] == 0x80 && utf8[i + 2] == 0x80)
+            {
+                bytes.Add(0xFF);
+                i += 2;
+            }
+            else
+            {
+                bytes.Add(utf8[i]);
+            }
+        }
+
+        return bytes.ToArray();
+    }
 
     private static readonly Gen<string> GenScalar = Gen.OneOfConst(Scalars);
 
@@ -284,7 +307,7 @@ public class EquivalenceTests(ITestOutputHelper output)
             Call call = calls[i];
             clock.Advance(TimeSpan.FromSeconds(call.AdvanceSeconds));
             byte[] name = Encoding.UTF8.GetBytes(call.Tool);
-            byte[] args = Encoding.UTF8.GetBytes(call.Args);
+            byte[] args = ArgumentBytes(call.Args);
             var toolCall = new ToolCall(name, args, call.Grant, call.Session);
             Decision expected = call.ViaReserveLimits ? interpreter.ReserveLimits(toolCall) : interpreter.Evaluate(toolCall);
             Decision actual = call.ViaReserveLimits ? compiled.ReserveLimits(toolCall) : compiled.Evaluate(toolCall);

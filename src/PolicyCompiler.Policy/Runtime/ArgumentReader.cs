@@ -104,10 +104,10 @@ public sealed class ArgumentReader
         slots.Clear();
         if (argumentsJson.IsEmpty) return;
 
-        // One state byte per trie node; paths are short, so this stays small.
+        // One state byte per trie node; paths are short, so this stays small. Both arrive zeroed
+        // (Unseen): stackalloc is zero-initialised in this assembly (no SkipLocalsInit).
         Span<byte> state = _nodes.Length <= 64 ? stackalloc byte[64] : new byte[_nodes.Length];
         state = state[.._nodes.Length];
-        state.Clear();
         try
         {
             var reader = new Utf8JsonReader(argumentsJson, ArgumentLookup.ReaderOptions);

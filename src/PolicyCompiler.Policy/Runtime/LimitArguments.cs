@@ -38,8 +38,50 @@ public static class LimitArguments
                 }
 
             default:
-                return Encoding.UTF8.GetString(value.Raw);
+                return CachedText(value.Raw);
         }
+    }
+
+    // Recently decoded keys, so a keyed limit does not allocate a string per call in the steady state
+    // (the same few clusters, repositories... call after call). Entries are immutable and replaced
+    // whole, so readers need no lock; a collision or a new key just decodes again. The bytes are
+    // compared exactly: a key can only ever map to its own text.
+    private const int CachedKeys = 64;
+    private const int MaxCachedKeyBytes = 64;
+    private static readonly KeyEntry?[] s_keys = new KeyEntry?[CachedKeys];
+
+    private sealed class KeyEntry(byte[] utf8, string text)
+    {
+        public byte[] Utf8 { get; } = utf8;
+
+        public string Text { get; } = text;
+    }
+
+    /// <summary><see cref="Encoding.GetString(ReadOnlySpan{byte})"/> of UTF-8 <paramref name="raw"/>, the same string object for the same bytes while cached.</summary>
+    internal static string CachedText(ReadOnlySpan<byte> raw)
+    {
+        if (raw.Length > MaxCachedKeyBytes)
+        {
+            return Encoding.UTF8.GetString(raw);
+        }
+
+        // FNV-1a: cheap for short keys; only spreads keys over the slots (equality is checked below).
+        uint hash = 2166136261;
+        foreach (byte b in raw)
+        {
+            hash = (hash ^ b) * 16777619;
+        }
+
+        ref KeyEntry? slot = ref s_keys[(int)(hash & (CachedKeys - 1))];
+        KeyEntry? entry = System.Threading.Volatile.Read(ref slot);
+        if (entry is not null && raw.SequenceEqual(entry.Utf8))
+        {
+            return entry.Text;
+        }
+
+        string text = Encoding.UTF8.GetString(raw);
+        System.Threading.Volatile.Write(ref slot, new KeyEntry(raw.ToArray(), text));
+        return text;
     }
 
     /// <summary>

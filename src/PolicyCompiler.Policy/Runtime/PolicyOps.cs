@@ -232,7 +232,37 @@ public static class PolicyOps
 
     private enum StringTest : byte { Equals, Prefix, Suffix, Contains }
 
+    /// <summary>
+    /// Whether <paramref name="value"/> is a string whose raw bytes are its text: read from the
+    /// arguments (not a .NET string), without escapes, valid UTF-8. Every string test on such a value
+    /// compares <see cref="PolicyValue.Raw"/> directly (what <see cref="Eq(in PolicyValue, ReadOnlySpan{byte})"/>
+    /// does after the same checks), so generated code checks this once per argument and then compares
+    /// bytes with its constants, instead of re-validating the text for each constant.
+    /// </summary>
+    public static bool IsPlainString(in PolicyValue value) =>
+        value.Kind == PolicyValueKind.String && value.Text is null && !value.HasEscapes && Utf8.IsValid(value.Raw);
+
     private static Truth CompareString(in PolicyValue value, ReadOnlySpan<byte> operand, StringTest test)
+    {
+        // The common case, an argument string without escapes, needs no decoding buffer.
+        if (value.Text is null && !value.HasEscapes)
+        {
+            return Utf8.IsValid(value.Raw) ? ToTruth(Compare(value.Raw, operand, test)) : Truth.Unknown;
+        }
+
+        return CompareDecoded(value, operand, test);
+    }
+
+    private static bool Compare(ReadOnlySpan<byte> text, ReadOnlySpan<byte> operand, StringTest test) => test switch
+    {
+        StringTest.Equals => text.SequenceEqual(operand),
+        StringTest.Prefix => text.StartsWith(operand),
+        StringTest.Suffix => text.EndsWith(operand),
+        // UTF-8 is self-synchronising: a byte substring of valid UTF-8 is a character substring.
+        _ => text.IndexOf(operand) >= 0,
+    };
+
+    private static Truth CompareDecoded(in PolicyValue value, ReadOnlySpan<byte> operand, StringTest test)
     {
         byte[]? rented = null;
         try
@@ -241,15 +271,7 @@ public static class PolicyOps
             {
                 return Truth.Unknown;
             }
-            bool result = test switch
-            {
-                StringTest.Equals => text.SequenceEqual(operand),
-                StringTest.Prefix => text.StartsWith(operand),
-                StringTest.Suffix => text.EndsWith(operand),
-                // UTF-8 is self-synchronising: a byte substring of valid UTF-8 is a character substring.
-                _ => text.IndexOf(operand) >= 0,
-            };
-            return ToTruth(result);
+            return ToTruth(Compare(text, operand, test));
         }
         finally
         {

@@ -304,7 +304,8 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.namespace"
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg0, "kube-system"u8), PolicyOps.Eq(arg0, "kube-public"u8)), PolicyOps.Eq(arg0, "kube-node-lease"u8)), ToolAction.Deny)) return Decision.Deny("/tools/apply_yaml/rules/0", "system namespaces are off limits");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.True : Truth.False) : PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg0, "kube-system"u8), PolicyOps.Eq(arg0, "kube-public"u8)), PolicyOps.Eq(arg0, "kube-node-lease"u8))), ToolAction.Deny)) return Decision.Deny("/tools/apply_yaml/rules/0", "system namespaces are off limits");
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.force"
             if (PolicyOps.Fires(PolicyOps.Eq(arg1, true), ToolAction.Approve)) return approved ? ReserveTool3_apply_yaml(in call, "/tools/apply_yaml/rules/1", slots) : Decision.ApprovalRequired("/tools/apply_yaml/rules/1", "force-applying overwrites existing resources");
             return ReserveTool3_apply_yaml(in call, "/tools/apply_yaml", slots);
@@ -623,9 +624,10 @@ namespace PolicyCompiler.Generated
         private Decision EvaluateTool15_manage_eks_stacks(in ToolCall call, bool approved)
         {
             var arg3 = ArgumentLookup.Find(call.ArgumentsJson, s_path3); // "args.operation"
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Eq(arg3, "describe"u8), PolicyOps.Eq(arg3, "generate"u8)), ToolAction.Allow)) return ReserveTool15_manage_eks_stacks(in call, "/tools/manage_eks_stacks/rules/0");
-            if (PolicyOps.Fires(PolicyOps.Eq(arg3, "deploy"u8), ToolAction.Approve)) return approved ? ReserveTool15_manage_eks_stacks(in call, "/tools/manage_eks_stacks/rules/1") : Decision.ApprovalRequired("/tools/manage_eks_stacks/rules/1", "deploying a cluster stack needs a human");
-            if (PolicyOps.Fires(PolicyOps.Eq(arg3, "delete"u8), ToolAction.Deny)) return Decision.Deny("/tools/manage_eks_stacks/rules/2", "deleting a cluster stack is not allowed through the agent");
+            bool plain3 = PolicyOps.IsPlainString(arg3);
+            if (PolicyOps.Fires((plain3 ? (Matches1(arg3.Raw) ? Truth.True : Truth.False) : PolicyOps.Or(PolicyOps.Eq(arg3, "describe"u8), PolicyOps.Eq(arg3, "generate"u8))), ToolAction.Allow)) return ReserveTool15_manage_eks_stacks(in call, "/tools/manage_eks_stacks/rules/0");
+            if (PolicyOps.Fires((plain3 ? (MemoryExtensions.SequenceEqual(arg3.Raw, "deploy"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg3, "deploy"u8)), ToolAction.Approve)) return approved ? ReserveTool15_manage_eks_stacks(in call, "/tools/manage_eks_stacks/rules/1") : Decision.ApprovalRequired("/tools/manage_eks_stacks/rules/1", "deploying a cluster stack needs a human");
+            if (PolicyOps.Fires((plain3 ? (MemoryExtensions.SequenceEqual(arg3.Raw, "delete"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg3, "delete"u8)), ToolAction.Deny)) return Decision.Deny("/tools/manage_eks_stacks/rules/2", "deleting a cluster stack is not allowed through the agent");
             return Decision.Deny("/tools/manage_eks_stacks/action", "unknown operation for manage_eks_stacks");
         }
 
@@ -663,13 +665,16 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader1.Read(call.ArgumentsJson, slots); // one pass for 4 paths
             var arg4 = slots[0].ToValue(call.ArgumentsJson); // "args.kind"
-            if (PolicyOps.Fires(PolicyOps.Eq(arg4, "Secret"u8), ToolAction.Deny)) return Decision.Deny("/tools/manage_k8s_resource/rules/0", "Kubernetes Secrets are not handled through the agent");
+            bool plain4 = PolicyOps.IsPlainString(arg4);
+            if (PolicyOps.Fires((plain4 ? (MemoryExtensions.SequenceEqual(arg4.Raw, "Secret"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg4, "Secret"u8)), ToolAction.Deny)) return Decision.Deny("/tools/manage_k8s_resource/rules/0", "Kubernetes Secrets are not handled through the agent");
             var arg0 = slots[1].ToValue(call.ArgumentsJson); // "args.namespace"
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg0, "kube-system"u8), PolicyOps.Eq(arg0, "kube-public"u8)), PolicyOps.Eq(arg0, "kube-node-lease"u8)), ToolAction.Deny)) return Decision.Deny("/tools/manage_k8s_resource/rules/1", "system namespaces are off limits");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.True : Truth.False) : PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg0, "kube-system"u8), PolicyOps.Eq(arg0, "kube-public"u8)), PolicyOps.Eq(arg0, "kube-node-lease"u8))), ToolAction.Deny)) return Decision.Deny("/tools/manage_k8s_resource/rules/1", "system namespaces are off limits");
             var arg3 = slots[2].ToValue(call.ArgumentsJson); // "args.operation"
-            if (PolicyOps.Fires(PolicyOps.Eq(arg3, "read"u8), ToolAction.Allow)) return ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/2", slots);
-            if (PolicyOps.Fires(PolicyOps.Eq(arg3, "delete"u8), ToolAction.Approve)) return approved ? ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/3", slots) : Decision.ApprovalRequired("/tools/manage_k8s_resource/rules/3", "deleting a Kubernetes resource needs a human");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg3, "create"u8), PolicyOps.Eq(arg3, "replace"u8)), PolicyOps.Eq(arg3, "patch"u8)), ToolAction.Allow)) return ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/4", slots);
+            bool plain3 = PolicyOps.IsPlainString(arg3);
+            if (PolicyOps.Fires((plain3 ? (MemoryExtensions.SequenceEqual(arg3.Raw, "read"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg3, "read"u8)), ToolAction.Allow)) return ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/2", slots);
+            if (PolicyOps.Fires((plain3 ? (MemoryExtensions.SequenceEqual(arg3.Raw, "delete"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg3, "delete"u8)), ToolAction.Approve)) return approved ? ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/3", slots) : Decision.ApprovalRequired("/tools/manage_k8s_resource/rules/3", "deleting a Kubernetes resource needs a human");
+            if (PolicyOps.Fires((plain3 ? (Matches2(arg3.Raw) ? Truth.True : Truth.False) : PolicyOps.Or(PolicyOps.Or(PolicyOps.Eq(arg3, "create"u8), PolicyOps.Eq(arg3, "replace"u8)), PolicyOps.Eq(arg3, "patch"u8))), ToolAction.Allow)) return ReserveTool16_manage_k8s_resource(in call, "/tools/manage_k8s_resource/rules/4", slots);
             return Decision.Deny("/tools/manage_k8s_resource/action", "unknown operation for manage_k8s_resource");
         }
 
@@ -739,6 +744,39 @@ namespace PolicyCompiler.Generated
             switch (refused)
             {
                 default: return Decision.RateLimited("/tools/*/limits/0", "rate limit 'eks_calls' allows 120 per minute per session", "eks_calls", retryAfter);
+            }
+        }
+
+        /// <summary>Whether plain UTF-8 text is one of "kube-system", "kube-public", "kube-node-lease".</summary>
+        private static bool Matches0(global::System.ReadOnlySpan<byte> text)
+        {
+            switch (text.Length)
+            {
+                case 11: return MemoryExtensions.SequenceEqual(text, "kube-system"u8) || MemoryExtensions.SequenceEqual(text, "kube-public"u8);
+                case 15: return MemoryExtensions.SequenceEqual(text, "kube-node-lease"u8);
+                default: return false;
+            }
+        }
+
+        /// <summary>Whether plain UTF-8 text is one of "describe", "generate".</summary>
+        private static bool Matches1(global::System.ReadOnlySpan<byte> text)
+        {
+            switch (text.Length)
+            {
+                case 8: return MemoryExtensions.SequenceEqual(text, "describe"u8) || MemoryExtensions.SequenceEqual(text, "generate"u8);
+                default: return false;
+            }
+        }
+
+        /// <summary>Whether plain UTF-8 text is one of "create", "replace", "patch".</summary>
+        private static bool Matches2(global::System.ReadOnlySpan<byte> text)
+        {
+            switch (text.Length)
+            {
+                case 5: return MemoryExtensions.SequenceEqual(text, "patch"u8);
+                case 6: return MemoryExtensions.SequenceEqual(text, "create"u8);
+                case 7: return MemoryExtensions.SequenceEqual(text, "replace"u8);
+                default: return false;
             }
         }
 

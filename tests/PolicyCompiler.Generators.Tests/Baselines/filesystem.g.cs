@@ -217,10 +217,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return ReserveTool1_create_directory(in call, "/tools/create_directory");
         }
 
@@ -251,10 +252,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/directory_tree");
         }
 
@@ -270,10 +272,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             if (PolicyOps.Fires(PolicyOps.Glob(arg0, s_glob0), ToolAction.Deny)) return Decision.Deny("/tools/edit_file/rules/0", "the .git directory is managed by git, not by the agent");
             return ReserveTool3_edit_file(in call, "/tools/edit_file");
         }
@@ -305,10 +308,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/get_file_info");
         }
 
@@ -322,10 +326,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/list_allowed_directories");
         }
 
@@ -339,10 +344,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/list_directory");
         }
 
@@ -356,10 +362,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/list_directory_with_sizes");
         }
 
@@ -374,10 +381,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return approved ? ReserveTool8_move_file(in call, "/tools/move_file/action") : Decision.ApprovalRequired("/tools/move_file/action", "moving files needs a human");
         }
 
@@ -408,10 +416,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/read_media_file");
         }
 
@@ -425,10 +434,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Deny("/tools/read_multiple_files/action", "read files one at a time with read_text_file so each path is checked");
         }
 
@@ -442,10 +452,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Allow("/tools/read_text_file");
         }
 
@@ -460,10 +471,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return ReserveTool12_search_files(in call, "/tools/search_files");
         }
 
@@ -496,10 +508,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             if (PolicyOps.Fires(PolicyOps.Glob(arg0, s_glob0), ToolAction.Deny)) return Decision.Deny("/tools/write_file/rules/0", "the .git directory is managed by git, not by the agent");
             return ReserveTool13_write_file(in call, "/tools/write_file");
         }
@@ -531,10 +544,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.path"
+            bool plain0 = PolicyOps.IsPlainString(arg0);
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.source"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.destination"
             if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.Contains(arg0, ".."u8), PolicyOps.Contains(arg1, ".."u8)), PolicyOps.Contains(arg2, ".."u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "path traversal ('..') is not allowed");
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg0, "/srv/workspace"u8), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Or(PolicyOps.And(PolicyOps.Exists(arg0, true), PolicyOps.Not(PolicyOps.Or((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "/srv/workspace"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "/srv/workspace"u8)), PolicyOps.Prefix(arg0, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg1, true), PolicyOps.Not(PolicyOps.Prefix(arg1, "/srv/workspace/"u8)))), PolicyOps.And(PolicyOps.Exists(arg2, true), PolicyOps.Not(PolicyOps.Prefix(arg2, "/srv/workspace/"u8)))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/1", "paths must be under /srv/workspace/");
             return Decision.Deny("/default", "tool is not in the filesystem allow-list");
         }
 

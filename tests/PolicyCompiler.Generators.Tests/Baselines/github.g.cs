@@ -223,7 +223,8 @@ namespace PolicyCompiler.Generated
         private Decision EvaluateTool1_actions_run_trigger(in ToolCall call, bool approved)
         {
             var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return approved ? ReserveTool1_actions_run_trigger(in call, "/tools/actions_run_trigger/action") : Decision.ApprovalRequired("/tools/actions_run_trigger/action", "running workflows needs a human");
         }
 
@@ -255,7 +256,8 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 2 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool2_add_issue_comment(in call, "/tools/add_issue_comment", slots);
         }
 
@@ -289,7 +291,8 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 2 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool3_create_branch(in call, "/tools/create_branch", slots);
         }
 
@@ -320,7 +323,8 @@ namespace PolicyCompiler.Generated
         private Decision EvaluateTool4_create_issue(in ToolCall call, bool approved)
         {
             var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool4_create_issue(in call, "/tools/create_issue");
         }
 
@@ -356,9 +360,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader1.Read(call.ArgumentsJson, slots); // one pass for 4 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             var arg2 = slots[1].ToValue(call.ArgumentsJson); // "args.branch"
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Eq(arg2, "main"u8), PolicyOps.Eq(arg2, "master"u8)), ToolAction.Deny)) return Decision.Deny("/tools/create_or_update_file/rules/0", "commit to a branch and open a pull request");
+            bool plain2 = PolicyOps.IsPlainString(arg2);
+            if (PolicyOps.Fires((plain2 ? (Matches1(arg2.Raw) ? Truth.True : Truth.False) : PolicyOps.Or(PolicyOps.Eq(arg2, "main"u8), PolicyOps.Eq(arg2, "master"u8))), ToolAction.Deny)) return Decision.Deny("/tools/create_or_update_file/rules/0", "commit to a branch and open a pull request");
             var arg3 = slots[2].ToValue(call.ArgumentsJson); // "args.path"
             if (PolicyOps.Fires(PolicyOps.Prefix(arg3, ".github/workflows/"u8), ToolAction.Approve)) return approved ? ReserveTool5_create_or_update_file(in call, "/tools/create_or_update_file/rules/1", slots) : Decision.ApprovalRequired("/tools/create_or_update_file/rules/1", "workflow changes need a human");
             return ReserveTool5_create_or_update_file(in call, "/tools/create_or_update_file", slots);
@@ -391,7 +397,8 @@ namespace PolicyCompiler.Generated
         private Decision EvaluateTool6_create_pull_request(in ToolCall call, bool approved)
         {
             var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool6_create_pull_request(in call, "/tools/create_pull_request");
         }
 
@@ -421,7 +428,8 @@ namespace PolicyCompiler.Generated
         private Decision EvaluateTool7_create_repository(in ToolCall call, bool approved)
         {
             var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return approved ? ReserveTool7_create_repository(in call, "/tools/create_repository/action") : Decision.ApprovalRequired("/tools/create_repository/action", "new repositories need a human");
         }
 
@@ -449,7 +457,8 @@ namespace PolicyCompiler.Generated
         private Decision EvaluateTool8_fork_repository(in ToolCall call, bool approved)
         {
             var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return Decision.Deny("/tools/fork_repository/action", "forks leave the organisation's control");
         }
 
@@ -477,7 +486,8 @@ namespace PolicyCompiler.Generated
         private Decision EvaluateTool9_get_Any(in ToolCall call, bool approved)
         {
             var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool9_get_Any(in call, "/tools/get_*");
         }
 
@@ -505,7 +515,8 @@ namespace PolicyCompiler.Generated
         private Decision EvaluateTool10_list_Any(in ToolCall call, bool approved)
         {
             var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool10_list_Any(in call, "/tools/list_*");
         }
 
@@ -537,9 +548,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader2.Read(call.ArgumentsJson, slots); // one pass for 2 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             var arg4 = slots[1].ToValue(call.ArgumentsJson); // "args.merge_method"
-            if (PolicyOps.Fires(PolicyOps.Eq(arg4, "rebase"u8), ToolAction.Deny)) return Decision.Deny("/tools/merge_pull_request/rules/0", "rebase merges rewrite history; use merge or squash");
+            bool plain4 = PolicyOps.IsPlainString(arg4);
+            if (PolicyOps.Fires((plain4 ? (MemoryExtensions.SequenceEqual(arg4.Raw, "rebase"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg4, "rebase"u8)), ToolAction.Deny)) return Decision.Deny("/tools/merge_pull_request/rules/0", "rebase merges rewrite history; use merge or squash");
             return approved ? ReserveTool11_merge_pull_request(in call, "/tools/merge_pull_request/action") : Decision.ApprovalRequired("/tools/merge_pull_request/action", "merging needs a human");
         }
 
@@ -572,9 +585,11 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader3.Read(call.ArgumentsJson, slots); // one pass for 3 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             var arg2 = slots[1].ToValue(call.ArgumentsJson); // "args.branch"
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Eq(arg2, "main"u8), PolicyOps.Eq(arg2, "master"u8)), ToolAction.Deny)) return Decision.Deny("/tools/push_files/rules/0", "commit to a branch and open a pull request");
+            bool plain2 = PolicyOps.IsPlainString(arg2);
+            if (PolicyOps.Fires((plain2 ? (Matches1(arg2.Raw) ? Truth.True : Truth.False) : PolicyOps.Or(PolicyOps.Eq(arg2, "main"u8), PolicyOps.Eq(arg2, "master"u8))), ToolAction.Deny)) return Decision.Deny("/tools/push_files/rules/0", "commit to a branch and open a pull request");
             return ReserveTool12_push_files(in call, "/tools/push_files", slots);
         }
 
@@ -604,7 +619,8 @@ namespace PolicyCompiler.Generated
         private Decision EvaluateTool13_search_Any(in ToolCall call, bool approved)
         {
             var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return ReserveTool13_search_Any(in call, "/tools/search_*");
         }
 
@@ -632,7 +648,8 @@ namespace PolicyCompiler.Generated
         private Decision EvaluateDefault(in ToolCall call, bool approved)
         {
             var arg0 = ArgumentLookup.Find(call.ArgumentsJson, s_path0); // "args.owner"
-            if (PolicyOps.Fires(PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (Matches0(arg0.Raw) ? Truth.False : Truth.True) : PolicyOps.And(PolicyOps.Neq(arg0, "acme"u8), PolicyOps.Neq(arg0, "acme-labs"u8))), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "only repositories of the acme organisations");
             return Decision.Deny("/default", "tool is not in the GitHub allow-list");
         }
 
@@ -650,6 +667,28 @@ namespace PolicyCompiler.Generated
             switch (refused)
             {
                 default: return Decision.RateLimited("/tools/*/limits/0", "rate limit 'github_calls' allows 1000 per hour per grant", "github_calls", retryAfter);
+            }
+        }
+
+        /// <summary>Whether plain UTF-8 text is one of "acme", "acme-labs".</summary>
+        private static bool Matches0(global::System.ReadOnlySpan<byte> text)
+        {
+            switch (text.Length)
+            {
+                case 4: return MemoryExtensions.SequenceEqual(text, "acme"u8);
+                case 9: return MemoryExtensions.SequenceEqual(text, "acme-labs"u8);
+                default: return false;
+            }
+        }
+
+        /// <summary>Whether plain UTF-8 text is one of "main", "master".</summary>
+        private static bool Matches1(global::System.ReadOnlySpan<byte> text)
+        {
+            switch (text.Length)
+            {
+                case 4: return MemoryExtensions.SequenceEqual(text, "main"u8);
+                case 6: return MemoryExtensions.SequenceEqual(text, "master"u8);
+                default: return false;
             }
         }
 

@@ -167,10 +167,12 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 4 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.namespace"
-            if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "kube-system"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "kube-system"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.count"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.name"
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveTool1_CreateCodeConnection(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            bool plain2 = PolicyOps.IsPlainString(arg2);
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not((plain2 ? (MemoryExtensions.SequenceEqual(arg2.Raw, "a"u8) ? Truth.True : Truth.False) : PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d))))), ToolAction.Approve)) return approved ? ReserveTool1_CreateCodeConnection(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
             var arg3 = slots[3].ToValue(call.ArgumentsJson); // "args.path"
             if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool1_CreateCodeConnection(in call, "/tools/*/rules/2");
             return ReserveTool1_CreateCodeConnection(in call, "/tools/CreateCodeConnection");
@@ -207,10 +209,12 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 4 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.namespace"
-            if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "kube-system"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "kube-system"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.count"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.name"
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveTool2_DeleteAny(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            bool plain2 = PolicyOps.IsPlainString(arg2);
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not((plain2 ? (MemoryExtensions.SequenceEqual(arg2.Raw, "a"u8) ? Truth.True : Truth.False) : PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d))))), ToolAction.Approve)) return approved ? ReserveTool2_DeleteAny(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
             var arg3 = slots[3].ToValue(call.ArgumentsJson); // "args.path"
             if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool2_DeleteAny(in call, "/tools/*/rules/2");
             return approved ? ReserveTool2_DeleteAny(in call, "/tools/Delete*/action") : Decision.ApprovalRequired("/tools/Delete*/action", "deletes need a human");
@@ -245,10 +249,12 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 4 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.namespace"
-            if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "kube-system"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "kube-system"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.count"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.name"
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveTool3_Describe_luster(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            bool plain2 = PolicyOps.IsPlainString(arg2);
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not((plain2 ? (MemoryExtensions.SequenceEqual(arg2.Raw, "a"u8) ? Truth.True : Truth.False) : PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d))))), ToolAction.Approve)) return approved ? ReserveTool3_Describe_luster(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
             var arg3 = slots[3].ToValue(call.ArgumentsJson); // "args.path"
             if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool3_Describe_luster(in call, "/tools/*/rules/2");
             return ReserveTool3_Describe_luster(in call, "/tools/Describe?luster");
@@ -283,10 +289,12 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 4 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.namespace"
-            if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "kube-system"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "kube-system"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.count"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.name"
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveTool4_GetAnySecret(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            bool plain2 = PolicyOps.IsPlainString(arg2);
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not((plain2 ? (MemoryExtensions.SequenceEqual(arg2.Raw, "a"u8) ? Truth.True : Truth.False) : PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d))))), ToolAction.Approve)) return approved ? ReserveTool4_GetAnySecret(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
             var arg3 = slots[3].ToValue(call.ArgumentsJson); // "args.path"
             if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveTool4_GetAnySecret(in call, "/tools/*/rules/2");
             return Decision.Deny("/tools/Get*Secret/action", "denied by policy entry 'Get*Secret'");
@@ -321,10 +329,12 @@ namespace PolicyCompiler.Generated
             global::System.Span<ArgumentSlot> slots = slotBuffer;
             s_reader0.Read(call.ArgumentsJson, slots); // one pass for 4 paths
             var arg0 = slots[0].ToValue(call.ArgumentsJson); // "args.namespace"
-            if (PolicyOps.Fires(PolicyOps.Eq(arg0, "kube-system"u8), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
+            bool plain0 = PolicyOps.IsPlainString(arg0);
+            if (PolicyOps.Fires((plain0 ? (MemoryExtensions.SequenceEqual(arg0.Raw, "kube-system"u8) ? Truth.True : Truth.False) : PolicyOps.Eq(arg0, "kube-system"u8)), ToolAction.Deny)) return Decision.Deny("/tools/*/rules/0", "kube-system is off limits");
             var arg1 = slots[1].ToValue(call.ArgumentsJson); // "args.count"
             var arg2 = slots[2].ToValue(call.ArgumentsJson); // "args.name"
-            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not(PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d)))), ToolAction.Approve)) return approved ? ReserveDefault(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
+            bool plain2 = PolicyOps.IsPlainString(arg2);
+            if (PolicyOps.Fires(PolicyOps.Or(PolicyOps.Gt(arg1, 10.5d), PolicyOps.Not((plain2 ? (MemoryExtensions.SequenceEqual(arg2.Raw, "a"u8) ? Truth.True : Truth.False) : PolicyOps.Or(PolicyOps.Eq(arg2, "a"u8), PolicyOps.Eq(arg2, 1d))))), ToolAction.Approve)) return approved ? ReserveDefault(in call, "/tools/*/rules/1") : Decision.ApprovalRequired("/tools/*/rules/1", "big");
             var arg3 = slots[3].ToValue(call.ArgumentsJson); // "args.path"
             if (PolicyOps.Fires(PolicyOps.Regex(arg3, (_regex0 ??= PolicyOps.CreateRegex("^/data/[a-z]+$", _regexTimeout))), ToolAction.Allow)) return ReserveDefault(in call, "/tools/*/rules/2");
             return Decision.Deny("/default", "tool is not allowed by this policy");
