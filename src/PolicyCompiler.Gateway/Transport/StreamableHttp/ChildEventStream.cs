@@ -26,7 +26,7 @@ internal readonly struct ChildMessage
     public bool IsResponse { get; }
 
     /// <summary>The message itself.</summary>
-    public ReadOnlyMemory<byte> Json => Framed.AsMemory(Prefix.Length, Framed.Length - Prefix.Length - Suffix.Length);
+    public ArraySegment<byte> Json => new(Framed, Prefix.Length, Framed.Length - Prefix.Length - Suffix.Length);
 
     /// <summary>Copies <paramref name="line"/> (one JSON-RPC message) into a framed event.</summary>
     public static ChildMessage Create(in System.Buffers.ReadOnlySequence<byte> line, bool isResponse)
@@ -36,6 +36,40 @@ internal readonly struct ChildMessage
         System.Buffers.BuffersExtensions.CopyTo(line, framed.AsSpan(Prefix.Length));
         Suffix.CopyTo(framed.AsSpan(framed.Length - Suffix.Length));
         return new ChildMessage(framed, isResponse);
+    }
+}
+
+/// <summary>
+/// The <c>application/json</c> body of a child's answer: the message inside its <see cref="ChildMessage"/>
+/// array, readable as a stream like any content, and by <see cref="StreamableHttpProxy"/> directly as bytes
+/// (<see cref="Json"/>), so a relayed answer needs no stream, pipe reader or copy on the gateway's side.
+/// </summary>
+internal sealed class ChildJsonContent : HttpContent
+{
+    private readonly ArraySegment<byte> _json;
+
+    public ChildJsonContent(ArraySegment<byte> json)
+    {
+        _json = json;
+        Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+    }
+
+    /// <summary>The message.</summary>
+    public ReadOnlyMemory<byte> Json => _json;
+
+    protected override Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context) => SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+    protected override Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context, CancellationToken cancellationToken) =>
+        stream.WriteAsync(_json.AsMemory(), cancellationToken).AsTask();
+
+    protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => new MemoryStream(_json.Array!, _json.Offset, _json.Count, writable: false);
+
+    protected override Task<Stream> CreateContentReadStreamAsync() => Task.FromResult(CreateContentReadStream(CancellationToken.None));
+
+    protected override bool TryComputeLength(out long length)
+    {
+        length = _json.Count;
+        return true;
     }
 }
 

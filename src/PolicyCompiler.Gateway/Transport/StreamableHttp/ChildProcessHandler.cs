@@ -108,9 +108,12 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             return new HttpResponseMessage(HttpStatusCode.MethodNotAllowed) { RequestMessage = request };
         }
 
-        // The proxy has read, size-checked and classified this body already: one JSON object, in memory.
-        byte[] message = await request.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
-        JsonRpcPeek.TryRead(new ReadOnlySequence<byte>(message), out JsonRpcPeek peek);
+        // The proxy has read, size-checked and classified this body already: one JSON object, in memory
+        // (the client's own bytes when the proxy sends them, so nothing is copied before the write).
+        ReadOnlySequence<byte> message = request.Content is StreamableHttpProxy.SequenceContent body
+            ? body.Body
+            : new ReadOnlySequence<byte>(await request.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false));
+        JsonRpcPeek.TryRead(message, out JsonRpcPeek peek);
         if (session is null)
         {
             if (!peek.IsInitialize)
@@ -163,8 +166,7 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             session.Touch();
             if (first.IsResponse)
             {
-                var response = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Content = new ReadOnlyMemoryContent(first.Json) };
-                response.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                var response = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Content = new ChildJsonContent(first.Json) };
                 response.Headers.TryAddWithoutValidation("Mcp-Session-Id", sessionId);
                 return response;
             }
@@ -230,18 +232,29 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
 
         public RequestId ProgressToken { get; } = progressToken;
 
-        /// <summary>Written only under the session's lock; completed after the response (or with an error when the child exits).</summary>
-        public Channel<ChildMessage> Events { get; } = Channel.CreateUnbounded<ChildMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        /// <summary>
+        /// Written only by the session's stdout loop, outside the session's lock; completed after the response
+        /// (or with an error when the child exits). Synchronous continuations: the waiting request goes on
+        /// on the loop's thread (writes its answer to the client) instead of being queued to the thread pool,
+        /// one thread hop less per call; which is why nothing writes here while holding the lock.
+        /// </summary>
+        public Channel<ChildMessage> Events { get; } = Channel.CreateUnbounded<ChildMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true, AllowSynchronousContinuations = true });
 
         /// <summary>The client stopped reading this request's stream (a disconnect is not a cancellation: the child goes on).</summary>
         public void Closed(ChildEventStream stream) => session.Abandon(this);
+
+        /// <summary>The last message: the response (called by the stdout loop after the route was forgotten, outside the lock).</summary>
+        public void Answer(ChildMessage response)
+        {
+            Events.Writer.TryWrite(response);
+            Events.Writer.TryComplete();
+        }
     }
 
     /// <summary>One child: its stdin, a loop reading its stdout, and where each of its messages goes.</summary>
     private sealed class ChildSession : IAsyncDisposable, IChildEventStreamOwner
     {
         private readonly Process _process;
-        private readonly IDisposable _keeper;
         private readonly TimeSpan _grace;
         private readonly ILogger _logger;
         private readonly Stream _stdin;
@@ -262,10 +275,9 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
         private long _lastUsed = Environment.TickCount64;
         private int _disposed;
 
-        private ChildSession(Process process, IDisposable keeper, TimeSpan grace, long maxMessageBytes, ILogger logger)
+        private ChildSession(Process process, TimeSpan grace, long maxMessageBytes, ILogger logger)
         {
             _process = process;
-            _keeper = keeper;
             _grace = grace;
             _logger = logger;
             _stdin = process.StandardInput.BaseStream;
@@ -289,24 +301,29 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
         {
             // The stdio gateway's child start: on Linux through the launcher, so children die with the gateway.
             ProcessStartInfo startInfo = ParentDeathLauncher.CreateUpstreamStartInfo(command, arguments);
-            Process process = ParentDeathLauncher.Start(startInfo, out IDisposable keeper);
-            return new ChildSession(process, keeper, grace, maxMessageBytes, logger);
+            Process process = ParentDeathLauncher.Start(startInfo);
+            return new ChildSession(process, grace, maxMessageBytes, logger);
         }
 
         public void Touch() => Interlocked.Exchange(ref _lastUsed, Environment.TickCount64);
 
-        public async Task WriteAsync(byte[] message, CancellationToken cancellationToken)
+        /// <summary>Writes <paramref name="message"/> and its newline in one write: the child never sees half a line.</summary>
+        public async Task WriteAsync(ReadOnlySequence<byte> message, CancellationToken cancellationToken)
         {
+            int length = checked((int)message.Length);
+            byte[] line = ArrayPool<byte>.Shared.Rent(length + 1);
+            message.CopyTo(line);
+            line[length] = (byte)'\n';
             await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                await _stdin.WriteAsync(message, cancellationToken).ConfigureAwait(false);
-                _stdin.WriteByte((byte)'\n');
+                await _stdin.WriteAsync(line.AsMemory(0, length + 1), cancellationToken).ConfigureAwait(false);
                 await _stdin.FlushAsync(cancellationToken).ConfigureAwait(false);
             }
             finally
             {
                 _writeLock.Release();
+                ArrayPool<byte>.Shared.Return(line);
             }
         }
 
@@ -430,19 +447,22 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             finally
             {
                 await stdout.CompleteAsync().ConfigureAwait(false);
+                RequestRoute[] waiting;
                 lock (_gate)
                 {
                     // The child is gone: every request still waiting fails (the client gets a -32001 error), the GET stream ends.
                     _exited = true;
-                    var exited = new IOException("The upstream server has exited.");
-                    foreach (RequestRoute route in _inFlight)
-                    {
-                        route.Events.Writer.TryComplete(exited);
-                    }
-
+                    waiting = [.. _inFlight];
                     _inFlight.Clear();
                     _byProgressToken.Clear();
                     _getEvents?.Writer.TryComplete();
+                }
+
+                // Outside the lock: completing a route runs its request's continuation on this thread.
+                var exited = new IOException("The upstream server has exited.");
+                foreach (RequestRoute route in waiting)
+                {
+                    route.Events.Writer.TryComplete(exited);
                 }
             }
         }
@@ -456,34 +476,38 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
                 return;
             }
 
-            lock (_gate)
+            if (peek.Scope == ChildMessageScope.Response)
             {
-                if (peek.Scope == ChildMessageScope.Response)
+                RequestRoute? answered;
+                lock (_gate)
                 {
-                    RequestRoute? answered = Find(peek.Id);
+                    answered = Find(peek.Id);
                     if (answered is not null)
                     {
                         Forget(answered);
-                        answered.Events.Writer.TryWrite(ChildMessage.Create(line, isResponse: true));
-                        answered.Events.Writer.TryComplete();
                     }
-
-                    // Otherwise the client stopped waiting for it (disconnect): a response to nobody.
-                    return;
                 }
 
+                // Otherwise the client stopped waiting for it (disconnect): a response to nobody.
+                answered?.Answer(ChildMessage.Create(line, isResponse: true));
+                return;
+            }
+
+            ChildMessage message = ChildMessage.Create(line, isResponse: false);
+            RequestRoute? target;
+            lock (_gate)
+            {
                 RequestRoute? newest = _inFlight.Count > 0 ? _inFlight[^1] : null;
-                RequestRoute? target = peek.Scope switch
+                target = peek.Scope switch
                 {
                     ChildMessageScope.Progress => peek.ProgressToken.HasValue && _byProgressToken.TryGetValue(peek.ProgressToken, out RequestRoute? owner) ? owner : newest,
                     ChildMessageScope.RequestRelated => newest,
                     _ => _getEvents is null ? newest : null,
                 };
 
-                ChildMessage message = ChildMessage.Create(line, isResponse: false);
                 if (target is not null)
                 {
-                    target.Events.Writer.TryWrite(message);
+                    // Written below, outside the lock (a request's channel runs its reader on this thread).
                 }
                 else if (_getEvents is not null)
                 {
@@ -499,6 +523,10 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
                     _backlog.Enqueue(message);
                 }
             }
+
+            // Only this loop writes to or completes a request's channel, so the target chosen above is still
+            // open unless its client went away, and then the message is nobody's anyway.
+            target?.Events.Writer.TryWrite(message);
         }
 
         /// <summary>A line too long to pass on: if it answers a request, that request gets -32002 instead.</summary>
@@ -513,16 +541,17 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             new ReplyWriter().WriteError(output, id, JsonRpcErrorCodes.ResponseTooLarge, "The upstream server's response exceeds the gateway's size limit (--max-message-bytes)");
             // WriteError ends the message with a newline; the event carries the message alone.
             var error = new ReadOnlySequence<byte>(output.WrittenMemory[..^1]);
+            RequestRoute? answered;
             lock (_gate)
             {
-                RequestRoute? answered = Find(id);
+                answered = Find(id);
                 if (answered is not null)
                 {
                     Forget(answered);
-                    answered.Events.Writer.TryWrite(ChildMessage.Create(error, isResponse: true));
-                    answered.Events.Writer.TryComplete();
                 }
             }
+
+            answered?.Answer(ChildMessage.Create(error, isResponse: true));
         }
 
         private RequestRoute? Find(RequestId id)
@@ -581,7 +610,6 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
 
             await _reading.ConfigureAwait(false);
             _process.Dispose();
-            _keeper.Dispose();
             _writeLock.Dispose();
         }
     }

@@ -16,7 +16,7 @@ using PolicyCompiler.Policy.Runtime;
 namespace PolicyCompiler.Gateway.Transport.StreamableHttp;
 
 /// <summary>
-/// The Streamable HTTP gateway (docs/http.md): Kestrel (<see cref="WebApplication.CreateSlimBuilder()"/>,
+/// The Streamable HTTP gateway (docs/http.md): Kestrel (<see cref="WebApplication.CreateEmptyBuilder"/>,
 /// Native AOT clean) serving the MCP endpoint, and the optional admin listener on its own port, in
 /// one server; <see cref="HttpClient"/> on a <see cref="SocketsHttpHandler"/> for the upstream.
 /// <see cref="StartAsync"/> binds and returns; tests run it in-process on port 0.
@@ -58,10 +58,20 @@ public sealed class HttpGateway : IAsyncDisposable
         var enforcer = new ToolCallEnforcer(evaluator, audit, options.AuditFailOpen, logger, Metrics, Approvals);
         var proxy = new StreamableHttpProxy(options, enforcer, _upstream, _upstreamUri, _sessions, Metrics, logger, time);
 
-        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        // The empty builder, not the slim one: no appsettings.json read from the working directory (a stray file
+        // there could add Kestrel endpoints), no environment-variable configuration, and no file watcher (a thread,
+        // and inotify watches on the whole working-directory tree) to reload files the gateway never uses.
+        WebApplicationBuilder builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { Args = [] });
+        builder.WebHost.UseKestrelCore();
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(new ForwardingLoggerProvider(logger));
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        // Kestrel's socket transport hands every received request, and every response to be sent, to the
+        // thread pool by default: two thread hops per exchange on top of the socket engine's own. The
+        // gateway's request code never blocks (it awaits the upstream, the approvals, the body), so it can
+        // run on the thread that received the bytes, and the response is sent from the thread that wrote
+        // it: about half the CPU of a forwarded call on a 2-core machine (docs/performance.md, "HTTP").
+        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = true);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;

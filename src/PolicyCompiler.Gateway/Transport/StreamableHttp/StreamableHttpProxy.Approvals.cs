@@ -22,7 +22,9 @@ internal sealed partial class StreamableHttpProxy
     private const string OwnEventStreamKey = "policycompiler.approval-stream";
 
     // Gateway-owned elicitation ids: a per-process random prefix, so they never equal an upstream server's ids.
-    private static readonly string ElicitationIdPrefix = "policycompiler-approval-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6)) + "-";
+    // A Guid's random bits, not RandomNumberGenerator: the prefix needs uniqueness, not a key, and the
+    // latter would load OpenSSL (libssl + libcrypto, ~4 MB of resident memory) into every HTTP gateway.
+    private static readonly string ElicitationIdPrefix = "policycompiler-approval-" + Guid.NewGuid().ToString("N")[..12] + "-";
     private readonly ConcurrentDictionary<RequestId, OpenElicitation> _elicitations = new();
     private long _nextElicitation;
 

@@ -377,6 +377,26 @@ internal sealed partial class StreamableHttpProxy
                 }
             }
 
+            if (upstreamResponse.Content is ChildJsonContent childAnswer)
+            {
+                // A stdio child's answer (ChildProcessHandler): the message is in memory already, no stream to read.
+                if (!ownStream)
+                {
+                    response.ContentType = "application/json";
+                }
+
+                try
+                {
+                    await RelayJsonMessageAsync(context, new ReadOnlySequence<byte>(childAnswer.Json), exchange, scratch).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+                {
+                    Settle(exchange, UpstreamOutcome.NoResponse, commit: true);
+                }
+
+                return;
+            }
+
             Stream upstreamBody = await upstreamResponse.Content.ReadAsStreamAsync(aborted).ConfigureAwait(false);
             try
             {
@@ -465,23 +485,44 @@ internal sealed partial class StreamableHttpProxy
             }
 
             ReadOnlySequence<byte> message = read.Buffer;
-            if (!Inspect(message, exchange, scratch))
-            {
-                SequenceWriter.Write(scratch.Buffer, message);
-            }
-
+            InspectJson(context, message, exchange, scratch);
             reader.AdvanceTo(message.End);
-            if (context.Response.HasStarted)
-            {
-                WrapBufferAsEvent(scratch); // our own SSE stream (an approval's elicitation opened it)
-            }
-
             await WriteBufferAsync(context, scratch).ConfigureAwait(false);
             Settle(exchange, UpstreamOutcome.NoResponse, commit: true);
         }
         finally
         {
             await reader.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Step 8 for a JSON answer already in memory (a stdio child's): bounded, inspected, written.</summary>
+    private async Task RelayJsonMessageAsync(HttpContext context, ReadOnlySequence<byte> message, Exchange exchange, Scratch scratch)
+    {
+        if (message.Length > _options.MaxMessageBytes)
+        {
+            GatewayLog.UpstreamMessageOversized(_logger, _options.MaxMessageBytes);
+            Settle(exchange, UpstreamOutcome.Error, commit: true);
+            await WriteErrorAsync(context, StatusCodes.Status502BadGateway, exchange.Id, JsonRpcErrorCodes.ResponseTooLarge, "The upstream server's response exceeds the gateway's size limit (--max-message-bytes)", scratch).ConfigureAwait(false);
+            return;
+        }
+
+        InspectJson(context, message, exchange, scratch);
+        await WriteBufferAsync(context, scratch).ConfigureAwait(false);
+        Settle(exchange, UpstreamOutcome.NoResponse, commit: true);
+    }
+
+    /// <summary>Puts a JSON answer into the scratch buffer: inspected (a call settled, a tools/list filtered), as an event on our own stream.</summary>
+    private void InspectJson(HttpContext context, in ReadOnlySequence<byte> message, Exchange exchange, Scratch scratch)
+    {
+        if (!Inspect(message, exchange, scratch))
+        {
+            SequenceWriter.Write(scratch.Buffer, message);
+        }
+
+        if (context.Response.HasStarted)
+        {
+            WrapBufferAsEvent(scratch); // our own SSE stream (an approval's elicitation opened it)
         }
     }
 
@@ -813,8 +854,11 @@ internal sealed partial class StreamableHttpProxy
     }
 
     /// <summary>A request body that is the client's bytes, segment by segment (no copy).</summary>
-    private sealed class SequenceContent(ReadOnlySequence<byte> body) : HttpContent
+    internal sealed class SequenceContent(ReadOnlySequence<byte> body) : HttpContent
     {
+        /// <summary>The bytes (valid while the request is being sent); <see cref="ChildProcessHandler"/> writes them to the child as they are.</summary>
+        public ReadOnlySequence<byte> Body => body;
+
         protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
             await SerializeToStreamAsync(stream, context, CancellationToken.None).ConfigureAwait(false);
 
