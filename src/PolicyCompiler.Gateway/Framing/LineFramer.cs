@@ -64,23 +64,7 @@ internal struct LineFramer
 
         // Only look for the newline within limit + 1 bytes: a line of exactly the limit is allowed.
         long searchEnd = Math.Min(buffer.Length, _maxMessageBytes + 1);
-        if (_scanned < searchEnd && buffer.IsSingleSegment)
-        {
-            // The usual case (one read holds the line): a span search and index slices, which cost a
-            // fraction of PositionOf and GetPosition on the sequence. Same results as the general path below.
-            int index = buffer.FirstSpan.Slice((int)_scanned, (int)(searchEnd - _scanned)).IndexOf((byte)'\n');
-            if (index >= 0)
-            {
-                long end = _scanned + index;
-                _scanned = 0;
-                message = buffer.Slice(0, end);
-                buffer = buffer.Slice(end + 1);
-                return FrameStatus.Message;
-            }
-
-            _scanned = searchEnd;
-        }
-        else if (_scanned < searchEnd)
+        if (_scanned < searchEnd)
         {
             SequencePosition? found = buffer.Slice(_scanned, searchEnd - _scanned).PositionOf((byte)'\n');
             if (found is not null)
