@@ -116,10 +116,9 @@ public static partial class StdioServerProcess
         ProcessStartInfo startInfo = ParentDeathLauncher.CreateUpstreamStartInfo(command, arguments);
 
         Process child;
-        IDisposable keeper;
         try
         {
-            child = ParentDeathLauncher.Start(startInfo, out keeper);
+            child = ParentDeathLauncher.Start(startInfo);
         }
         catch (Win32Exception e)
         {
@@ -127,7 +126,6 @@ public static partial class StdioServerProcess
             return CannotStartExitCode;
         }
 
-        using (keeper)
         using (child)
         using (var signals = new SignalForwarder(child, options.ShutdownGrace, logger))
         {
