@@ -41,13 +41,6 @@ public sealed class ApprovalTests(NativeGatewayFixture gateway) : IDisposable
         }
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
     private Task<McpClient> ConnectAsync(string grant, Func<ElicitRequestParams?, ElicitResult>? elicit = null, string? admin = null, string? audit = null)
     {
         var arguments = new List<string> { "stdio", "--grant", grant, "--state", "memory" };
@@ -213,7 +206,7 @@ public sealed class ApprovalTests(NativeGatewayFixture gateway) : IDisposable
     [Fact]
     public async Task Client_without_elicitation_is_answered_through_the_admin_api_out_of_order()
     {
-        string admin = "127.0.0.1:" + FreePort();
+        string admin = "127.0.0.1:" + LoopbackPort.Free();
         string audit = Path.Combine(_directory, "audit.jsonl");
         await using var client = await ConnectAsync("approvals-admin", admin: admin, audit: audit);
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(20) };
@@ -264,7 +257,7 @@ public sealed class ApprovalTests(NativeGatewayFixture gateway) : IDisposable
     [Fact]
     public async Task Unanswered_call_times_out_per_the_policy_and_cancel_withdraws_a_pending_one()
     {
-        string admin = "127.0.0.1:" + FreePort();
+        string admin = "127.0.0.1:" + LoopbackPort.Free();
         await using var client = await ConnectAsync("approvals-timeout", admin: admin);
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(20) };
 
@@ -300,8 +293,8 @@ public sealed class ApprovalTests(NativeGatewayFixture gateway) : IDisposable
     [Fact]
     public async Task Http_gateway_asks_through_elicitation_on_the_post_stream_and_headless_clients_through_the_admin_api()
     {
-        string listen = "127.0.0.1:" + FreePort();
-        string admin = "127.0.0.1:" + FreePort();
+        string listen = "127.0.0.1:" + LoopbackPort.Free();
+        string admin = "127.0.0.1:" + LoopbackPort.Free();
         var start = new ProcessStartInfo(gateway.GatewayPath)
         {
             RedirectStandardError = true,

@@ -72,6 +72,37 @@ public sealed class LifecycleTests(NativeGatewayFixture gateway) : IDisposable
     }
 
     [Fact]
+    public async Task Killing_the_http_gateway_outright_leaves_no_orphan_session_server()
+    {
+        // One child per MCP session, each started off the main thread (by the gateway's spawner thread).
+        string listen = "127.0.0.1:" + LoopbackPort.Free();
+        await using var gatewayProcess = RawSession.Start(gateway.GatewayPath, ["http", "--listen", listen, "--state", "memory", "--", "dotnet", Repo.EksLikeServerDll]);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        await WaitForListenerAsync(listen);
+        for (int session = 0; session < 2; session++)
+        {
+            using var initialize = new HttpRequestMessage(HttpMethod.Post, $"http://{listen}/mcp")
+            {
+                Content = new StringContent("""{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}""", System.Text.Encoding.UTF8, "application/json"),
+            };
+            initialize.Headers.Accept.ParseAdd("application/json, text/event-stream");
+            using HttpResponseMessage answer = await http.SendAsync(initialize);
+            Assert.Equal(System.Net.HttpStatusCode.OK, answer.StatusCode);
+            Assert.True(answer.Headers.Contains("Mcp-Session-Id"));
+        }
+
+        int[] children = ChildrenOf(gatewayProcess.Process.Id);
+        Assert.Equal(2, children.Length);
+
+        gatewayProcess.Process.Kill(); // SIGKILL: no handler runs in the gateway
+
+        foreach (int child in children)
+        {
+            await WaitUntilGoneAsync(child);
+        }
+    }
+
+    [Fact]
     public async Task Upstream_death_answers_pending_requests_and_exits_non_zero()
     {
         // The "server" reads the initialize request and dies without answering.
@@ -114,6 +145,32 @@ public sealed class LifecycleTests(NativeGatewayFixture gateway) : IDisposable
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(gateway.PolicyPath))), (string?)deny["policySha256"]);
         Assert.Equal(64, ((string?)allow["argumentsSha256"])?.Length);
     }
+
+    /// <summary>Waits until something accepts connections on <paramref name="endpoint"/> (host:port).</summary>
+    private static async Task WaitForListenerAsync(string endpoint)
+    {
+        string[] parts = endpoint.Split(':');
+        for (int attempt = 0; ; attempt++)
+        {
+            try
+            {
+                using var probe = new System.Net.Sockets.TcpClient();
+                await probe.ConnectAsync(parts[0], int.Parse(parts[1]));
+                return;
+            }
+            catch (System.Net.Sockets.SocketException) when (attempt < 200)
+            {
+                await Task.Delay(50);
+            }
+        }
+    }
+
+    /// <summary>The children of every thread of <paramref name="parent"/> (Linux /proc).</summary>
+    private static int[] ChildrenOf(int parent) =>
+        Directory.GetDirectories($"/proc/{parent}/task")
+            .SelectMany(task => File.ReadAllText(Path.Combine(task, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Select(int.Parse)
+            .ToArray();
 
     /// <summary>The gateway's child process id (Linux /proc), waiting until it has started.</summary>
     private static async Task<int> WaitForChildAsync(int parent)

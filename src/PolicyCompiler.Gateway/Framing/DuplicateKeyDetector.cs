@@ -8,7 +8,10 @@ namespace PolicyCompiler.Gateway.Framing;
 /// <para>
 /// Linear time (a hash table keyed by object and name, with a per-process random hash seed so a
 /// client cannot force collisions) and no allocation in steady state: every buffer is reused, and a
-/// generation stamp empties the table between messages without clearing it.
+/// generation stamp empties the table between messages without clearing it. The first
+/// <see cref="DirectCompareLimit"/> keys of a message are compared directly instead (a typical MCP request
+/// has fewer: hashing them cost more than comparing, ~2,000 instructions per tools/call); the table is
+/// built from them when a message has more, so the cost per key stays bounded.
 /// </para>
 /// </summary>
 internal sealed class DuplicateKeyDetector
@@ -32,6 +35,10 @@ internal sealed class DuplicateKeyDetector
     private int _depth;
     private int _nextOrdinal;
     private int _current = -1;
+    private bool _hashed; // the table holds this message's keys (only past DirectCompareLimit)
+
+    /// <summary>Up to this many keys per message, a new key is compared with each recorded one (no hashing).</summary>
+    internal const int DirectCompareLimit = 8;
 
     /// <summary>Forgets every key: call before each message.</summary>
     public void Reset()
@@ -41,11 +48,7 @@ internal sealed class DuplicateKeyDetector
         _depth = 0;
         _nextOrdinal = 0;
         _current = -1;
-        if (++_generation == 0)
-        {
-            Array.Clear(_slotGeneration);
-            _generation = 1;
-        }
+        _hashed = false; // the table is emptied (a new generation) when a message next needs it
     }
 
     /// <summary>A new object starts: its keys are checked against each other only.</summary>
@@ -66,11 +69,28 @@ internal sealed class DuplicateKeyDetector
     /// <summary>Records <paramref name="name"/> (unescaped UTF-8) in the current object; false when it is already there.</summary>
     public bool TryAdd(ReadOnlySpan<byte> name)
     {
-        var hasher = default(HashCode);
-        hasher.Add(_current);
-        hasher.AddBytes(name);
-        int hash = hasher.ToHashCode();
+        if (_count < DirectCompareLimit)
+        {
+            for (int i = 0; i < _count; i++)
+            {
+                ref Entry recorded = ref _entries[i];
+                if (recorded.Ordinal == _current && recorded.Length == name.Length &&
+                    _names.AsSpan(recorded.Offset, recorded.Length).SequenceEqual(name))
+                {
+                    return false;
+                }
+            }
 
+            Append(name, hash: 0, slot: -1);
+            return true;
+        }
+
+        if (!_hashed)
+        {
+            HashRecorded();
+        }
+
+        int hash = Hash(_current, name);
         if ((_count + 1) * 2 > _slots.Length)
         {
             Grow();
@@ -90,6 +110,21 @@ internal sealed class DuplicateKeyDetector
             slot = (slot + 1) & mask;
         }
 
+        Append(name, hash, slot);
+        return true;
+    }
+
+    private static int Hash(int ordinal, ReadOnlySpan<byte> name)
+    {
+        var hasher = default(HashCode);
+        hasher.Add(ordinal);
+        hasher.AddBytes(name);
+        return hasher.ToHashCode();
+    }
+
+    /// <summary>Records a key; <paramref name="slot"/> is its free table slot, or -1 while keys are compared directly.</summary>
+    private void Append(ReadOnlySpan<byte> name, int hash, int slot)
+    {
         if (_namesLength + name.Length > _names.Length)
         {
             Array.Resize(ref _names, Math.Max(_names.Length * 2, _namesLength + name.Length));
@@ -103,16 +138,44 @@ internal sealed class DuplicateKeyDetector
 
         _entries[_count] = new Entry { Ordinal = _current, Offset = _namesLength, Length = name.Length, Hash = hash };
         _namesLength += name.Length;
-        _slots[slot] = _count++;
-        _slotGeneration[slot] = _generation;
-        return true;
+        if (slot >= 0)
+        {
+            _slots[slot] = _count;
+            _slotGeneration[slot] = _generation;
+        }
+
+        _count++;
     }
 
-    private void Grow()
+    /// <summary>The message outgrew direct comparison: hash the keys recorded so far into a fresh generation of the table.</summary>
+    private void HashRecorded()
     {
-        int size = _slots.Length * 2;
-        _slots = new int[size];
-        _slotGeneration = new uint[size];
+        _hashed = true;
+        for (int i = 0; i < _count; i++)
+        {
+            ref Entry recorded = ref _entries[i];
+            recorded.Hash = Hash(recorded.Ordinal, _names.AsSpan(recorded.Offset, recorded.Length));
+        }
+
+        Rehash(_slots.Length);
+    }
+
+    private void Grow() => Rehash(_slots.Length * 2);
+
+    /// <summary>Rebuilds the table (<paramref name="size"/> slots) from every recorded key: new arrays, or a new generation of the same ones.</summary>
+    private void Rehash(int size)
+    {
+        if (size != _slots.Length)
+        {
+            _slots = new int[size];
+            _slotGeneration = new uint[size];
+        }
+        else if (++_generation == 0)
+        {
+            Array.Clear(_slotGeneration);
+            _generation = 1;
+        }
+
         int mask = size - 1;
         for (int i = 0; i < _count; i++)
         {

@@ -434,8 +434,6 @@ public sealed class StdioCommandOptions
             return await StdioServerProcess.RunAsync(
                 commandLine[0],
                 commandLine[1..],
-                Console.OpenStandardInput(),
-                Console.OpenStandardOutput(),
                 evaluator,
                 options,
                 audit,

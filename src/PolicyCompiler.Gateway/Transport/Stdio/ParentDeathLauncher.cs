@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 
@@ -14,7 +15,7 @@ namespace PolicyCompiler.Gateway.Transport.Stdio;
 /// </code>
 /// (1) The gateway re-executes itself (<see cref="Environment.ProcessPath"/>; under <c>dotnet policyc.dll</c>
 /// that is <c>dotnet</c>, so the application's .dll comes first) with a hidden internal command, from a
-/// thread that lives as long as the child: the kernel sends the parent-death signal when the thread
+/// thread that lives as long as the gateway (<see cref="Start"/>): the kernel sends the parent-death signal when the thread
 /// that forked the child exits, not only when the process does. (2) The death signal survives
 /// <c>execve</c>. (3) Closes the race where the gateway dies between the fork and the prctl. (4) The
 /// server replaces the launcher, so the pid the gateway holds, its pipes and its signals are the server's.
@@ -143,42 +144,19 @@ internal static partial class ParentDeathLauncher
     }
 
     /// <summary>
-    /// Starts <paramref name="startInfo"/> from a thread that outlives the child: this thread when it is
-    /// the main thread (it lives as long as the process), else a dedicated thread parked until
-    /// <paramref name="keeper"/> is disposed (after the child has exited).
+    /// Starts <paramref name="startInfo"/> from a thread that outlives every child: this thread when it is
+    /// the main thread (it lives as long as the process), else the process's one spawner thread.
     /// </summary>
-    public static Process Start(ProcessStartInfo startInfo, out IDisposable keeper)
+    /// <remarks>
+    /// One spawner for all children, not a parked thread per child: a thread costs its touched stack and
+    /// the runtime's per-thread state (about 0.1 MiB of RSS each), which the HTTP gateway's one child per
+    /// session multiplied by the number of sessions (docs/performance.md, "RSS under 100 HTTP sessions").
+    /// </remarks>
+    public static Process Start(ProcessStartInfo startInfo)
     {
-        if (IsMainThread())
-        {
-            keeper = NoKeeper.Instance;
-            return Process.Start(startInfo) ?? throw new InvalidOperationException("the process did not start");
-        }
-
-        var started = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var release = new ManualResetEventSlim();
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                started.SetResult(Process.Start(startInfo) ?? throw new InvalidOperationException("the process did not start"));
-            }
-            catch (Exception e)
-            {
-                started.SetException(e);
-                return;
-            }
-
-            release.Wait();
-        })
-        {
-            IsBackground = true,
-            Name = "upstream parent",
-        };
-        thread.Start();
-        Process child = started.Task.GetAwaiter().GetResult();
-        keeper = new ThreadKeeper(release);
-        return child;
+        return IsMainThread()
+            ? Process.Start(startInfo) ?? throw new InvalidOperationException("the process did not start")
+            : Spawner.Instance.Start(startInfo);
     }
 
     private static bool IsMainThread()
@@ -189,22 +167,44 @@ internal static partial class ParentDeathLauncher
         }
         catch (EntryPointNotFoundException)
         {
-            return false; // glibc before 2.30: the dedicated thread is always correct
+            return false; // glibc before 2.30: the spawner is always correct
         }
     }
 
-    private sealed class NoKeeper : IDisposable
+    /// <summary>A background thread that starts processes, one at a time, for the life of the process.</summary>
+    private sealed class Spawner
     {
-        public static readonly NoKeeper Instance = new();
+        public static readonly Spawner Instance = new();
 
-        public void Dispose()
+        private readonly BlockingCollection<(ProcessStartInfo StartInfo, TaskCompletionSource<Process> Started)> _requests = new();
+
+        private Spawner()
         {
+            var thread = new Thread(Run) { IsBackground = true, Name = "upstream spawner" };
+            thread.Start();
         }
-    }
 
-    private sealed class ThreadKeeper(ManualResetEventSlim release) : IDisposable
-    {
-        public void Dispose() => release.Set();
+        public Process Start(ProcessStartInfo startInfo)
+        {
+            var started = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _requests.Add((startInfo, started));
+            return started.Task.GetAwaiter().GetResult();
+        }
+
+        private void Run()
+        {
+            foreach ((ProcessStartInfo startInfo, TaskCompletionSource<Process> started) in _requests.GetConsumingEnumerable())
+            {
+                try
+                {
+                    started.SetResult(Process.Start(startInfo) ?? throw new InvalidOperationException("the process did not start"));
+                }
+                catch (Exception e)
+                {
+                    started.SetException(e);
+                }
+            }
+        }
     }
 
     private static unsafe partial class NativeMethods

@@ -65,11 +65,22 @@ public static class StdioGateway
         return RunSessionAsync(proxy, clientIn, upstreamIn, upstreamOut, cancellationToken);
     }
 
-    /// <summary>Runs both loops of <paramref name="proxy"/> (the process host watches <see cref="PolicyProxy.ClientClosed"/> meanwhile).</summary>
-    internal static async Task<GatewayRunResult> RunSessionAsync(PolicyProxy proxy, PipeReader clientIn, PipeReader upstreamIn, PipeWriter upstreamOut, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs both loops of <paramref name="proxy"/> (the process host watches <see cref="PolicyProxy.ClientClosed"/> meanwhile).
+    /// With <paramref name="dedicatedThreads"/>, each loop starts on a thread of its own: for pipes whose reads and
+    /// flushes complete synchronously (<see cref="FileDescriptorPipeReader"/>, <see cref="FileDescriptorPipeWriter"/>)
+    /// the loop then never leaves that thread, which blocks in the read and is the only one woken per batch of input.
+    /// (A loop that does wait — a write lock held by the other side, an approval — resumes on the thread pool and
+    /// stays correct, only slower.)
+    /// </summary>
+    internal static async Task<GatewayRunResult> RunSessionAsync(PolicyProxy proxy, PipeReader clientIn, PipeReader upstreamIn, PipeWriter upstreamOut, CancellationToken cancellationToken, bool dedicatedThreads = false)
     {
-        Task clientToUpstream = proxy.RunClientToUpstreamAsync(clientIn, upstreamOut, cancellationToken);
-        Task upstreamToClient = proxy.RunUpstreamToClientAsync(upstreamIn, cancellationToken);
+        Task clientToUpstream = dedicatedThreads
+            ? StartOnDedicatedThread(() => proxy.RunClientToUpstreamAsync(clientIn, upstreamOut, cancellationToken))
+            : proxy.RunClientToUpstreamAsync(clientIn, upstreamOut, cancellationToken);
+        Task upstreamToClient = dedicatedThreads
+            ? StartOnDedicatedThread(() => proxy.RunUpstreamToClientAsync(upstreamIn, cancellationToken))
+            : proxy.RunUpstreamToClientAsync(upstreamIn, cancellationToken);
         Task first = await Task.WhenAny(clientToUpstream, upstreamToClient).ConfigureAwait(false);
         // ClientClosed, not the client loop's completion: that loop closes the upstream's input on its way
         // out, so the upstream may finish (a normal shutdown) before the loop itself has returned.
@@ -110,4 +121,8 @@ public static class StdioGateway
 
         return new GatewayRunResult(stop, proxy.UnansweredRequests);
     }
+
+    /// <summary>Starts <paramref name="loop"/> on a new background thread (<see cref="TaskCreationOptions.LongRunning"/>), once per session.</summary>
+    private static Task StartOnDedicatedThread(Func<Task> loop) =>
+        Task.Factory.StartNew(loop, CancellationToken.None, TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default).Unwrap();
 }

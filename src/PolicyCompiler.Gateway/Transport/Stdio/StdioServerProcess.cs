@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using System.Diagnostics;
 using System.IO.Pipelines;
+using System.IO.Pipes;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using PolicyCompiler.Gateway.Audit;
@@ -29,6 +30,44 @@ public static partial class StdioServerProcess
     /// <summary>Exit status when the upstream command cannot be started (as shells do for "command not found").</summary>
     public const int CannotStartExitCode = 127;
 
+    /// <summary>
+    /// Runs <paramref name="command"/> behind the gateway, the client being this process's own stdin and
+    /// stdout; returns the exit status to report. On Linux both are read and written through their file
+    /// descriptors (<see cref="FileDescriptorPipeReader"/>, <see cref="FileDescriptorPipeWriter"/>), as the
+    /// child's pipes are: one thread per direction, woken once per batch of input (docs/performance.md, "Stdio").
+    /// </summary>
+    /// <param name="command">The upstream server's executable.</param>
+    /// <param name="arguments">Its arguments.</param>
+    /// <param name="evaluator">The policy.</param>
+    /// <param name="options">Session settings.</param>
+    /// <param name="audit">The audit log or null.</param>
+    /// <param name="logger">Diagnostics (stderr).</param>
+    /// <param name="cancellationToken">Stops everything (the child is killed).</param>
+    public static Task<int> RunAsync(
+        string command,
+        IReadOnlyList<string> arguments,
+        IPolicyEvaluator evaluator,
+        GatewayOptions options,
+        AuditLog? audit,
+        ILogger logger,
+        CancellationToken cancellationToken = default)
+    {
+        if (!UnixPipeIo.IsSupported)
+        {
+            return RunAsync(command, arguments, Console.OpenStandardInput(), Console.OpenStandardOutput(), evaluator, options, audit, logger, cancellationToken);
+        }
+
+        return RunCoreAsync(
+            command,
+            arguments,
+            static () => (FileDescriptorPipeReader.ForStandardDescriptor(0), FileDescriptorPipeWriter.ForStandardDescriptor(1)),
+            evaluator,
+            options,
+            audit,
+            logger,
+            cancellationToken);
+    }
+
     /// <summary>Runs <paramref name="command"/> behind the gateway; returns the exit status to report.</summary>
     /// <param name="command">The upstream server's executable.</param>
     /// <param name="arguments">Its arguments.</param>
@@ -39,7 +78,7 @@ public static partial class StdioServerProcess
     /// <param name="audit">The audit log or null.</param>
     /// <param name="logger">Diagnostics (stderr).</param>
     /// <param name="cancellationToken">Stops everything (the child is killed).</param>
-    public static async Task<int> RunAsync(
+    public static Task<int> RunAsync(
         string command,
         IReadOnlyList<string> arguments,
         Stream clientIn,
@@ -50,14 +89,36 @@ public static partial class StdioServerProcess
         ILogger logger,
         CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(clientIn);
+        ArgumentNullException.ThrowIfNull(clientOut);
+        return RunCoreAsync(
+            command,
+            arguments,
+            () => (PipeReader.Create(clientIn, new StreamPipeReaderOptions(leaveOpen: true)), PipeWriter.Create(clientOut, new StreamPipeWriterOptions(leaveOpen: true))),
+            evaluator,
+            options,
+            audit,
+            logger,
+            cancellationToken);
+    }
+
+    private static async Task<int> RunCoreAsync(
+        string command,
+        IReadOnlyList<string> arguments,
+        Func<(PipeReader In, PipeWriter Out)> openClient,
+        IPolicyEvaluator evaluator,
+        GatewayOptions options,
+        AuditLog? audit,
+        ILogger logger,
+        CancellationToken cancellationToken)
+    {
         // Linux: through the launcher, so the server dies with the gateway even on SIGKILL (ParentDeathLauncher).
         ProcessStartInfo startInfo = ParentDeathLauncher.CreateUpstreamStartInfo(command, arguments);
 
         Process child;
-        IDisposable keeper;
         try
         {
-            child = ParentDeathLauncher.Start(startInfo, out keeper);
+            child = ParentDeathLauncher.Start(startInfo);
         }
         catch (Win32Exception e)
         {
@@ -65,17 +126,14 @@ public static partial class StdioServerProcess
             return CannotStartExitCode;
         }
 
-        using (keeper)
         using (child)
         using (var signals = new SignalForwarder(child, options.ShutdownGrace, logger))
         {
-            PipeReader clientReader = PipeReader.Create(clientIn, new StreamPipeReaderOptions(leaveOpen: true));
-            PipeWriter clientWriter = PipeWriter.Create(clientOut, new StreamPipeWriterOptions(leaveOpen: true));
-            PipeReader upstreamReader = PipeReader.Create(child.StandardOutput.BaseStream);
-            PipeWriter upstreamWriter = PipeWriter.Create(child.StandardInput.BaseStream);
+            (PipeReader clientReader, PipeWriter clientWriter) = openClient();
+            bool descriptors = OpenUpstream(child, out PipeReader upstreamReader, out PipeWriter upstreamWriter);
             var proxy = new PolicyProxy(clientWriter, evaluator, options, audit, logger);
             Task childExited = child.WaitForExitAsync(CancellationToken.None);
-            Task<GatewayRunResult> run = StdioGateway.RunSessionAsync(proxy, clientReader, upstreamReader, upstreamWriter, cancellationToken);
+            Task<GatewayRunResult> run = StdioGateway.RunSessionAsync(proxy, clientReader, upstreamReader, upstreamWriter, cancellationToken, dedicatedThreads: descriptors);
             GatewayRunResult result;
             try
             {
@@ -121,6 +179,28 @@ public static partial class StdioServerProcess
 
             return exitCode;
         }
+    }
+
+    /// <summary>
+    /// The child's end of the session: its pipes' file descriptors read and written directly where that is
+    /// supported (true), else the process streams through <see cref="PipeReader.Create(Stream, StreamPipeReaderOptions?)"/>.
+    /// On Unix those streams are socket-backed pipes whose asynchronous reads wake the socket engine's epoll
+    /// thread and then a pool thread: two hand-offs per upstream message that the descriptors avoid.
+    /// </summary>
+    private static bool OpenUpstream(Process child, out PipeReader reader, out PipeWriter writer)
+    {
+        if (UnixPipeIo.IsSupported
+            && child.StandardOutput.BaseStream is PipeStream output
+            && child.StandardInput.BaseStream is PipeStream input)
+        {
+            reader = FileDescriptorPipeReader.ForHandle(output.SafePipeHandle, output);
+            writer = FileDescriptorPipeWriter.ForHandle(input.SafePipeHandle, input);
+            return true;
+        }
+
+        reader = PipeReader.Create(child.StandardOutput.BaseStream);
+        writer = PipeWriter.Create(child.StandardInput.BaseStream);
+        return false;
     }
 
     /// <summary>

@@ -285,7 +285,6 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
     private sealed class ChildSession : IAsyncDisposable, IChildEventStreamOwner
     {
         private readonly Process _process;
-        private readonly IDisposable _keeper;
         private readonly TimeSpan _grace;
         private readonly ILogger _logger;
         private readonly Stream _stdin;
@@ -306,10 +305,9 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
         private long _lastUsed = Environment.TickCount64;
         private int _disposed;
 
-        private ChildSession(Process process, IDisposable keeper, TimeSpan grace, long maxMessageBytes, ILogger logger)
+        private ChildSession(Process process, TimeSpan grace, long maxMessageBytes, ILogger logger)
         {
             _process = process;
-            _keeper = keeper;
             _grace = grace;
             _logger = logger;
             _stdin = process.StandardInput.BaseStream;
@@ -333,8 +331,8 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
         {
             // The stdio gateway's child start: on Linux through the launcher, so children die with the gateway.
             ProcessStartInfo startInfo = ParentDeathLauncher.CreateUpstreamStartInfo(command, arguments);
-            Process process = ParentDeathLauncher.Start(startInfo, out IDisposable keeper);
-            return new ChildSession(process, keeper, grace, maxMessageBytes, logger);
+            Process process = ParentDeathLauncher.Start(startInfo);
+            return new ChildSession(process, grace, maxMessageBytes, logger);
         }
 
         public void Touch() => Interlocked.Exchange(ref _lastUsed, Environment.TickCount64);
@@ -642,7 +640,6 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
 
             await _reading.ConfigureAwait(false);
             _process.Dispose();
-            _keeper.Dispose();
             _writeLock.Dispose();
         }
     }
