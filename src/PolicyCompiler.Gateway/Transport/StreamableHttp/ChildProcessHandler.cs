@@ -135,6 +135,43 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             _sessions[sessionId] = session;
         }
 
+
+        ChildAnswer answer = await ExchangeAsync(session, sessionId!, message, peek, cancellationToken).ConfigureAwait(false);
+        switch (answer.Status)
+        {
+            case HttpStatusCode.OK when answer.Events is not null:
+                // The child spoke before answering: an SSE stream from here on, ending with the response.
+                return EventStreamResponse(request, answer.Events, sessionId!);
+            case HttpStatusCode.OK:
+                var response = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Content = new ChildJsonContent(answer.Response.Json) };
+                response.Headers.TryAddWithoutValidation("Mcp-Session-Id", sessionId);
+                return response;
+            default:
+                return new HttpResponseMessage(answer.Status) { RequestMessage = request };
+        }
+    }
+
+    /// <summary>
+    /// A POST to an existing session, without the HTTP message objects: what <see cref="StreamableHttpProxy"/>
+    /// calls directly for every request after initialize (the same exchange <see cref="SendAsync"/> makes).
+    /// </summary>
+    /// <param name="sessionId">The request's <c>Mcp-Session-Id</c>.</param>
+    /// <param name="message">One JSON-RPC message, without a newline (valid until the returned task completes).</param>
+    /// <param name="cancellationToken">The client went away.</param>
+    internal Task<ChildAnswer> PostAsync(string sessionId, ReadOnlySequence<byte> message, CancellationToken cancellationToken)
+    {
+        if (!_sessions.TryGetValue(sessionId, out ChildSession? session))
+        {
+            return Task.FromResult(new ChildAnswer(HttpStatusCode.NotFound));
+        }
+
+        JsonRpcPeek.TryRead(message, out JsonRpcPeek peek);
+        return ExchangeAsync(session, sessionId, message, peek, cancellationToken);
+    }
+
+    /// <summary>Steps 2–3: writes the message to the child and, for a request, waits for the first message routed to it.</summary>
+    private async Task<ChildAnswer> ExchangeAsync(ChildSession session, string sessionId, ReadOnlySequence<byte> message, JsonRpcPeek peek, CancellationToken cancellationToken)
+    {
         session.Touch();
         try
         {
@@ -142,10 +179,9 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             {
                 // A notification, or the client's answer to the child's own request (sampling, elicitation...).
                 await session.WriteAsync(message, cancellationToken).ConfigureAwait(false);
-                return new HttpResponseMessage(HttpStatusCode.Accepted) { RequestMessage = request };
+                return new ChildAnswer(HttpStatusCode.Accepted);
             }
 
-            // Steps 2–3.
             RequestRoute route = session.Begin(peek.Id, peek.ProgressToken);
             ChildMessage first;
             try
@@ -164,26 +200,20 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             }
 
             session.Touch();
-            if (first.IsResponse)
-            {
-                var response = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Content = new ChildJsonContent(first.Json) };
-                response.Headers.TryAddWithoutValidation("Mcp-Session-Id", sessionId);
-                return response;
-            }
-
-            // The child spoke before answering: an SSE stream from here on, ending with the response.
-            return EventStreamResponse(request, new ChildEventStream(route.Events.Reader, first, route), sessionId!);
+            return first.IsResponse
+                ? new ChildAnswer(HttpStatusCode.OK, first)
+                : new ChildAnswer(HttpStatusCode.OK, events: new ChildEventStream(route.Events.Reader, first, route));
         }
         catch (IOException e)
         {
             // The child exited: the gateway answers the pending request as an upstream failure.
             GatewayBridgeLog.UpstreamFailed(_logger, e.Message);
-            if (_sessions.TryRemove(sessionId!, out ChildSession? gone))
+            if (_sessions.TryRemove(sessionId, out ChildSession? gone))
             {
                 await gone.DisposeAsync().ConfigureAwait(false);
             }
 
-            return new HttpResponseMessage(HttpStatusCode.BadGateway) { RequestMessage = request };
+            return new ChildAnswer(HttpStatusCode.BadGateway);
         }
     }
 

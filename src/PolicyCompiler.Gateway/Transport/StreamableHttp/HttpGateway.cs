@@ -56,7 +56,7 @@ public sealed class HttpGateway : IAsyncDisposable
         // A session that ends (DELETE, idle) withdraws its held calls and forgets its session-scoped approvals.
         _sessions.Removed += session => Approvals.EndSession(session.Id);
         var enforcer = new ToolCallEnforcer(evaluator, audit, options.AuditFailOpen, logger, Metrics, Approvals);
-        var proxy = new StreamableHttpProxy(options, enforcer, _upstream, _upstreamUri, _sessions, Metrics, logger, time);
+        var proxy = new StreamableHttpProxy(options, enforcer, _upstream, _upstreamUri, _sessions, Metrics, logger, time, upstreamHandler as ChildProcessHandler);
 
         // The empty builder, not the slim one: no appsettings.json read from the working directory (a stray file
         // there could add Kestrel endpoints), no environment-variable configuration, and no file watcher (a thread,
