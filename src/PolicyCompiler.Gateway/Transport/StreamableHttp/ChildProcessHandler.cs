@@ -76,9 +76,9 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
 
         if (request.Method == HttpMethod.Delete)
         {
-            if (sessionId is not null && _sessions.TryRemove(sessionId, out ChildSession? ended))
+            if (sessionId is not null)
             {
-                await ended.DisposeAsync().ConfigureAwait(false);
+                await EndAsync(sessionId).ConfigureAwait(false);
             }
 
             return new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request };
@@ -114,6 +114,7 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             ? body.Body
             : new ReadOnlySequence<byte>(await request.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false));
         JsonRpcPeek.TryRead(message, out JsonRpcPeek peek);
+        bool started = session is null;
         if (session is null)
         {
             if (!peek.IsInitialize)
@@ -135,8 +136,24 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             _sessions[sessionId] = session;
         }
 
+        ChildAnswer answer;
+        try
+        {
+            answer = await ExchangeAsync(session, sessionId!, message, peek, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (started)
+        {
+            // Nobody learnt this session's id (the client, or a /readyz probe, gave up before the child answered
+            // initialize): nothing can reach its child again, so it ends now rather than at the idle timeout.
+            await EndAsync(sessionId!).ConfigureAwait(false);
+            throw;
+        }
 
-        ChildAnswer answer = await ExchangeAsync(session, sessionId!, message, peek, cancellationToken).ConfigureAwait(false);
+        if (started && answer.Status != HttpStatusCode.OK)
+        {
+            await EndAsync(sessionId!).ConfigureAwait(false);
+        }
+
         switch (answer.Status)
         {
             case HttpStatusCode.OK when answer.Events is not null:
@@ -208,12 +225,17 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
         {
             // The child exited: the gateway answers the pending request as an upstream failure.
             GatewayBridgeLog.UpstreamFailed(_logger, e.Message);
-            if (_sessions.TryRemove(sessionId, out ChildSession? gone))
-            {
-                await gone.DisposeAsync().ConfigureAwait(false);
-            }
-
+            await EndAsync(sessionId).ConfigureAwait(false);
             return new ChildAnswer(HttpStatusCode.BadGateway);
+        }
+    }
+
+    /// <summary>Forgets a session and ends its child (if it is still known).</summary>
+    private async Task EndAsync(string sessionId)
+    {
+        if (_sessions.TryRemove(sessionId, out ChildSession? ended))
+        {
+            await ended.DisposeAsync().ConfigureAwait(false);
         }
     }
 
