@@ -327,13 +327,13 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
         private long _lastUsed = Environment.TickCount64;
         private int _disposed;
 
-        private ChildSession(Process process, TimeSpan grace, long maxMessageBytes, ILogger logger)
+        private ChildSession(Process process, Stream stdin, Stream stdout, TimeSpan grace, long maxMessageBytes, ILogger logger)
         {
             _process = process;
             _grace = grace;
             _logger = logger;
-            _stdin = process.StandardInput.BaseStream;
-            _reading = ReadAsync(PipeReader.Create(process.StandardOutput.BaseStream), maxMessageBytes);
+            _stdin = stdin;
+            _reading = ReadAsync(PipeReader.Create(stdout), maxMessageBytes);
         }
 
         public long LastUsed => Interlocked.Read(ref _lastUsed);
@@ -351,10 +351,16 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
 
         public static ChildSession Start(string command, IReadOnlyList<string> arguments, TimeSpan grace, long maxMessageBytes, ILogger logger)
         {
-            // The stdio gateway's child start: on Linux through the launcher, so children die with the gateway.
-            ProcessStartInfo startInfo = ParentDeathLauncher.CreateUpstreamStartInfo(command, arguments);
-            Process process = ParentDeathLauncher.Start(startInfo);
-            return new ChildSession(process, grace, maxMessageBytes, logger);
+            // On Linux through the launcher, so children die with the gateway, on pipes without Process's
+            // StreamWriter/StreamReader (one pair per session adds up: ParentDeathLauncher.StartOnPipes).
+            if (ParentDeathLauncher.IsEnabled)
+            {
+                Process launched = ParentDeathLauncher.StartOnPipes(command, arguments, out Stream input, out Stream output);
+                return new ChildSession(launched, input, output, grace, maxMessageBytes, logger);
+            }
+
+            Process process = ParentDeathLauncher.Start(ParentDeathLauncher.CreateUpstreamStartInfo(command, arguments));
+            return new ChildSession(process, process.StandardInput.BaseStream, process.StandardOutput.BaseStream, grace, maxMessageBytes, logger);
         }
 
         public void Touch() => Interlocked.Exchange(ref _lastUsed, Environment.TickCount64);
