@@ -12,7 +12,8 @@ namespace PolicyCompiler.Http.Tests;
 /// however the child orders its answers, the child reads each request as one whole line, and a child that
 /// exits while a request waits fails that request (502) instead of leaving it hanging. The child's answers
 /// reach the waiting request on the thread that reads the child's output (no thread-pool hop), so these
-/// also pin down that nothing is routed while the session's lock is held.
+/// also pin down that nothing is routed while the session's lock is held. A session whose initialize was
+/// never answered ends with its client's request.
 /// </summary>
 public sealed class ChildRoutingTests
 {
@@ -105,6 +106,25 @@ public sealed class ChildRoutingTests
 
         using HttpResponseMessage after = await http.SendAsync(scripted.Post(session, """{"jsonrpc":"2.0","id":3,"method":"ping"}"""));
         Assert.Equal(HttpStatusCode.NotFound, after.StatusCode);
+    }
+
+    [Fact]
+    public async Task ClientGivesUpBeforeInitializeIsAnswered_TheChildEnds()
+    {
+        // Never answers initialize (a slow server, or a /readyz probe's timeout): nobody learns the session's
+        // id, so its child must not live on until the idle timeout.
+        await using Scripted scripted = await Scripted.StartAsync("cat > /dev/null");
+        using HttpClient http = Clients.Raw();
+        using (var giveUp = new CancellationTokenSource(TimeSpan.FromMilliseconds(500)))
+        {
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => http.SendAsync(Clients.Post(scripted.Gateway.Url, Clients.Initialize), giveUp.Token));
+        }
+
+        using var timeout = new CancellationTokenSource(Clients.Timeout);
+        while (scripted.Children.Children > 0)
+        {
+            await Task.Delay(20, timeout.Token);
+        }
     }
 
     /// <summary>An in-process gateway whose children run <c>sh -c SCRIPT</c>.</summary>

@@ -46,6 +46,78 @@ public class LineFramerTests
     }
 
     [Fact]
+    public void RandomStreams_FrameAlike_InOneSegmentOrMany_WholeOrInPieces()
+    {
+        // Lines around the limit (under, at, over) and blank ones; delivered whole or in random reads, each read
+        // as one array (as the file-descriptor reader hands them over) or cut into segments (as System.IO.Pipelines does).
+        var random = new Random(4242);
+        for (int round = 0; round < 400; round++)
+        {
+            int limit = random.Next(1, 40);
+            var text = new StringBuilder();
+            int lines = random.Next(1, 12);
+            for (int i = 0; i < lines; i++)
+            {
+                text.Append('x', Math.Max(0, limit + random.Next(-3, 4) - (random.Next(4) == 0 ? limit : 0)));
+                text.Append('\n');
+            }
+
+            if (random.Next(2) == 0)
+            {
+                text.Append('y', random.Next(1, limit + 3)); // an unterminated last line
+            }
+
+            byte[] bytes = Encoding.UTF8.GetBytes(text.ToString());
+            List<string> whole = FrameWithStatus(bytes, limit, [bytes.Length], segmented: false);
+            int[] reads = RandomCuts(random, bytes.Length);
+            Assert.Equal(whole, FrameWithStatus(bytes, limit, reads, segmented: false));
+            Assert.Equal(whole, FrameWithStatus(bytes, limit, reads, segmented: true));
+            Assert.Equal(whole, FrameWithStatus(bytes, limit, [bytes.Length], segmented: true));
+        }
+    }
+
+    private static int[] RandomCuts(Random random, int length)
+    {
+        var cuts = new SortedSet<int> { length };
+        for (int i = random.Next(0, 6); i > 0 && length > 1; i--)
+        {
+            cuts.Add(random.Next(1, length));
+        }
+
+        return [.. cuts];
+    }
+
+    /// <summary>
+    /// Frames <paramref name="bytes"/> arriving in reads ending at <paramref name="readEnds"/>; what is left unconsumed
+    /// is carried into the next read, as a pipe does. Each frame as "status:text".
+    /// </summary>
+    private static List<string> FrameWithStatus(byte[] bytes, long limit, int[] readEnds, bool segmented)
+    {
+        var framer = new LineFramer(limit);
+        var frames = new List<string>();
+        byte[] pending = [];
+        int start = 0;
+        foreach (int end in readEnds)
+        {
+            byte[] available = [.. pending, .. bytes[start..end]];
+            start = end;
+            bool last = end == bytes.Length;
+            ReadOnlySequence<byte> buffer = segmented && available.Length > 1
+                ? Segments.Split(available, available.Length / 2)
+                : new ReadOnlySequence<byte>(available);
+            FrameStatus status;
+            while ((status = framer.TryReadMessage(ref buffer, last, out ReadOnlySequence<byte> message)) != FrameStatus.Incomplete)
+            {
+                frames.Add(status + ":" + Encoding.UTF8.GetString(message));
+            }
+
+            pending = buffer.ToArray();
+        }
+
+        return frames;
+    }
+
+    [Fact]
     public void OversizedLine_IsReportedOnceThenTheNextLineIsRead()
     {
         string big = "{\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"x\",\"arguments\":{\"a\":\"" + new string('a', 500) + "\"}}}";

@@ -190,6 +190,26 @@ public sealed class FileDescriptorPipeTests : IDisposable
     }
 
     [Fact]
+    public async Task Reader_AfterAVeryLargeLine_ShrinksBack_AndKeepsFramingLaterLines()
+    {
+        if (_reader is null)
+        {
+            return;
+        }
+
+        // 1.5 MB grows the buffer past the size it gives back once the line is consumed; the lines after it
+        // (the first arriving with the big one's tail, the rest later) must come through whole.
+        string big = "{\"data\":\"" + new string('z', 1_500_000) + "\"}";
+        Task writing = Task.Run(() => Send(big + "\n{\"id\":2}\n"));
+        List<string> lines = await ReadLinesAsync(_reader, 2, limit: GatewayOptions.DefaultMaxMessageBytes).WaitAsync(SafetyTimeout);
+        await writing;
+        Assert.Equal([big, "{\"id\":2}"], lines);
+
+        Send("{\"id\":3}\n{\"id\":4}\n");
+        Assert.Equal(["{\"id\":3}", "{\"id\":4}"], await ReadLinesAsync(_reader, 2).WaitAsync(SafetyTimeout));
+    }
+
+    [Fact]
     public async Task Reader_ALineOverTheLimit_IsOversized_AndTheNextLineIsFramed()
     {
         if (_reader is null)

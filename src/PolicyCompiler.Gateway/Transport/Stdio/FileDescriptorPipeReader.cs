@@ -13,8 +13,8 @@ namespace PolicyCompiler.Gateway.Transport.Stdio;
 /// three thread wake-ups per message on an idle machine (docs/performance.md, "Stdio").
 /// <para>
 /// One contiguous buffer, reused: data is moved to its front when room runs out and it doubles only while
-/// a single unconsumed line fills it (the framer bounds a line by the message size limit), so reading
-/// allocates nothing in a steady state. <see cref="CancelPendingRead"/> and the read's cancellation token
+/// a single unconsumed line fills it (the framer bounds a line by the message size limit), going back to its
+/// initial size once such a line is consumed, so reading allocates nothing in a steady state. <see cref="CancelPendingRead"/> and the read's cancellation token
 /// interrupt a waiting read through an eventfd polled with the pipe. Not thread-safe apart from
 /// <see cref="CancelPendingRead"/>, like every <see cref="PipeReader"/>.
 /// </para>
@@ -23,6 +23,7 @@ internal sealed class FileDescriptorPipeReader : PipeReader
 {
     private const int InitialBufferSize = 64 * 1024; // a Linux pipe's default capacity: one read drains it
     private const int MinimumReadSize = 4096;
+    private const int ShrinkAbove = 1024 * 1024;
 
     private readonly int _fd;
     private readonly SafeHandle? _handle;  // holds the descriptor open while we read it (owned pipes)
@@ -133,6 +134,11 @@ internal sealed class FileDescriptorPipeReader : PipeReader
         if (_start == _end)
         {
             _start = _end = 0;
+            if (_buffer.Length > ShrinkAbove)
+            {
+                // A large message has gone through: do not keep its buffer for the rest of the session.
+                _buffer = new byte[InitialBufferSize];
+            }
         }
 
         if (_buffer.Length - _end >= MinimumReadSize)

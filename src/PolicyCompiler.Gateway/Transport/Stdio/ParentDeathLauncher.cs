@@ -1,6 +1,9 @@
 using System.Collections.Concurrent;
+using System.ComponentModel;
 using System.Diagnostics;
+using System.IO.Pipes;
 using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 
 namespace PolicyCompiler.Gateway.Transport.Stdio;
 
@@ -31,6 +34,11 @@ internal static partial class ParentDeathLauncher
     private const int SIGKILL = 9;
     private const int SIGPIPE = 13;
     private const int ENOENT = 2;
+    private const int F_SETFD = 2;
+    private const int O_CLOEXEC = 0x80000;
+
+    /// <summary>Launcher option: make the next two inherited descriptors the server's stdin and stdout.</summary>
+    private const string FdsOption = "--stdio-fds";
 
     private static volatile bool s_routed;
 
@@ -41,7 +49,13 @@ internal static partial class ParentDeathLauncher
     public static void EnableForThisProcess() => s_routed = true;
 
     /// <summary>The start info that runs <paramref name="command"/> through the launcher.</summary>
-    public static ProcessStartInfo CreateStartInfo(string command, IReadOnlyList<string> arguments)
+    public static ProcessStartInfo CreateStartInfo(string command, IReadOnlyList<string> arguments) => CreateStartInfo(command, arguments, null);
+
+    /// <summary>
+    /// The start info that runs <paramref name="command"/> through the launcher; with <paramref name="stdio"/>,
+    /// the launcher first makes those two inherited descriptors the server's stdin and stdout.
+    /// </summary>
+    private static ProcessStartInfo CreateStartInfo(string command, IReadOnlyList<string> arguments, (int Input, int Output)? stdio)
     {
         string self = Environment.ProcessPath!;
         var startInfo = new ProcessStartInfo(self);
@@ -53,6 +67,13 @@ internal static partial class ParentDeathLauncher
 
         startInfo.ArgumentList.Add(InternalCommand);
         startInfo.ArgumentList.Add(Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (stdio is (int input, int output))
+        {
+            startInfo.ArgumentList.Add(FdsOption);
+            startInfo.ArgumentList.Add(input.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            startInfo.ArgumentList.Add(output.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+
         startInfo.ArgumentList.Add(command);
         foreach (string argument in arguments)
         {
@@ -125,11 +146,39 @@ internal static partial class ParentDeathLauncher
         // server the default disposition it would have had if started directly.
         NativeMethods.Signal(SIGPIPE, 0);
 
-        string command = args[2];
-        nint[] argv = new nint[args.Length - 2 + 1];
-        for (int i = 2; i < args.Length; i++)
+        int first = 2;
+        if (args[2] == FdsOption)
         {
-            argv[i - 2] = Marshal.StringToCoTaskMemUTF8(args[i]);
+            // StartOnPipes: the server's stdin and stdout are the two pipe ends this process inherited.
+            if (args.Length < 6
+                || !int.TryParse(args[3], System.Globalization.CultureInfo.InvariantCulture, out int input)
+                || !int.TryParse(args[4], System.Globalization.CultureInfo.InvariantCulture, out int output)
+                || NativeMethods.Dup2(input, 0) < 0
+                || NativeMethods.Dup2(output, 1) < 0)
+            {
+                Console.Error.WriteLine($"{InternalCommand}: internal use only: {InternalCommand} PPID {FdsOption} IN OUT COMMAND [ARGS...]");
+                return 126;
+            }
+
+            // (Never 0, 1 or 2 in practice: the gateway's own stdio was open when the pipes were made.)
+            if (input > 2)
+            {
+                NativeMethods.Close(input);
+            }
+
+            if (output > 2)
+            {
+                NativeMethods.Close(output);
+            }
+
+            first = 5;
+        }
+
+        string command = args[first];
+        nint[] argv = new nint[args.Length - first + 1];
+        for (int i = first; i < args.Length; i++)
+        {
+            argv[i - first] = Marshal.StringToCoTaskMemUTF8(args[i]);
         }
 
         fixed (nint* pointer = argv)
@@ -156,7 +205,71 @@ internal static partial class ParentDeathLauncher
     {
         return IsMainThread()
             ? Process.Start(startInfo) ?? throw new InvalidOperationException("the process did not start")
-            : Spawner.Instance.Start(startInfo);
+            : Spawner.Instance.Run(() => Process.Start(startInfo) ?? throw new InvalidOperationException("the process did not start"));
+    }
+
+    /// <summary>
+    /// Starts an upstream server through the launcher (<see cref="IsEnabled"/> must be true) on two pipes of
+    /// its own: <paramref name="input"/> writes to its stdin, <paramref name="output"/> reads its stdout.
+    /// </summary>
+    /// <remarks>
+    /// Not <see cref="ProcessStartInfo.RedirectStandardInput"/>/<see cref="ProcessStartInfo.RedirectStandardOutput"/>:
+    /// those wrap every child's pipes in a <see cref="StreamWriter"/> and a <see cref="StreamReader"/> with about
+    /// 21 KB of buffers the gateway never uses, once per HTTP session (docs/performance.md, "RSS under 100 HTTP
+    /// sessions"). The child's two pipe ends are inheritable only while the spawner thread starts this one
+    /// process (every upstream is started there, one at a time), so no other child inherits them.
+    /// </remarks>
+    public static Process StartOnPipes(string command, IReadOnlyList<string> arguments, out Stream input, out Stream output)
+    {
+        (Process Process, int Input, int Output) started = Spawner.Instance.Run(() =>
+        {
+            (int childReads, int gatewayWrites) = CreatePipe();
+            (int gatewayReads, int childWrites) = CreatePipe();
+            try
+            {
+                ProcessStartInfo startInfo = CreateStartInfo(command, arguments, (childReads, childWrites));
+                startInfo.UseShellExecute = false;
+                startInfo.RedirectStandardError = false;
+                Inheritable(childReads);
+                Inheritable(childWrites);
+                Process process = Process.Start(startInfo) ?? throw new InvalidOperationException("the process did not start");
+                return (process, gatewayWrites, gatewayReads);
+            }
+            catch
+            {
+                NativeMethods.Close(gatewayWrites);
+                NativeMethods.Close(gatewayReads);
+                throw;
+            }
+            finally
+            {
+                NativeMethods.Close(childReads);
+                NativeMethods.Close(childWrites);
+            }
+        });
+
+        input = new AnonymousPipeClientStream(PipeDirection.Out, new SafePipeHandle(started.Input, ownsHandle: true));
+        output = new AnonymousPipeClientStream(PipeDirection.In, new SafePipeHandle(started.Output, ownsHandle: true));
+        return started.Process;
+    }
+
+    private static unsafe (int Read, int Write) CreatePipe()
+    {
+        int* ends = stackalloc int[2];
+        if (NativeMethods.Pipe2(ends, O_CLOEXEC) != 0)
+        {
+            throw new Win32Exception(Marshal.GetLastPInvokeError());
+        }
+
+        return (ends[0], ends[1]);
+    }
+
+    private static void Inheritable(int fd)
+    {
+        if (NativeMethods.Fcntl(fd, F_SETFD, 0) != 0)
+        {
+            throw new Win32Exception(Marshal.GetLastPInvokeError());
+        }
     }
 
     private static bool IsMainThread()
@@ -176,7 +289,7 @@ internal static partial class ParentDeathLauncher
     {
         public static readonly Spawner Instance = new();
 
-        private readonly BlockingCollection<(ProcessStartInfo StartInfo, TaskCompletionSource<Process> Started)> _requests = new();
+        private readonly BlockingCollection<Action> _work = new();
 
         private Spawner()
         {
@@ -184,25 +297,29 @@ internal static partial class ParentDeathLauncher
             thread.Start();
         }
 
-        public Process Start(ProcessStartInfo startInfo)
+        /// <summary>Runs <paramref name="start"/> on the spawner thread and returns what it returns.</summary>
+        public T Run<T>(Func<T> start)
         {
-            var started = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
-            _requests.Add((startInfo, started));
-            return started.Task.GetAwaiter().GetResult();
-        }
-
-        private void Run()
-        {
-            foreach ((ProcessStartInfo startInfo, TaskCompletionSource<Process> started) in _requests.GetConsumingEnumerable())
+            var started = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _work.Add(() =>
             {
                 try
                 {
-                    started.SetResult(Process.Start(startInfo) ?? throw new InvalidOperationException("the process did not start"));
+                    started.SetResult(start());
                 }
                 catch (Exception e)
                 {
                     started.SetException(e);
                 }
+            });
+            return started.Task.GetAwaiter().GetResult();
+        }
+
+        private void Run()
+        {
+            foreach (Action work in _work.GetConsumingEnumerable())
+            {
+                work();
             }
         }
     }
@@ -221,6 +338,18 @@ internal static partial class ParentDeathLauncher
 
         [LibraryImport("libc", EntryPoint = "signal")]
         internal static partial nint Signal(int signal, nint handler);
+
+        [LibraryImport("libc", EntryPoint = "pipe2", SetLastError = true)]
+        internal static partial int Pipe2(int* fds, int flags);
+
+        [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+        internal static partial int Fcntl(int fd, int command, int argument);
+
+        [LibraryImport("libc", EntryPoint = "dup2", SetLastError = true)]
+        internal static partial int Dup2(int oldFd, int newFd);
+
+        [LibraryImport("libc", EntryPoint = "close")]
+        internal static partial int Close(int fd);
 
         [LibraryImport("libc", EntryPoint = "execvp", SetLastError = true)]
         internal static partial int Execvp(nint file, nint* argv);

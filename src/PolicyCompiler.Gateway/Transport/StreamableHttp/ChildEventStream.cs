@@ -40,6 +40,23 @@ internal readonly struct ChildMessage
 }
 
 /// <summary>
+/// What a stdio child made of one POST (<see cref="ChildProcessHandler.PostAsync"/>): 202 (a notification or
+/// response was written), 200 with the response (<see cref="Response"/>), 200 with an event stream
+/// (<see cref="Events"/>: the child spoke first), 404 (no such session) or 502 (the child exited).
+/// </summary>
+internal readonly struct ChildAnswer(System.Net.HttpStatusCode status, ChildMessage response = default, ChildEventStream? events = null)
+{
+    /// <summary>The HTTP status the Streamable HTTP server in front of the child answers with.</summary>
+    public System.Net.HttpStatusCode Status { get; } = status;
+
+    /// <summary>The response, when it was the child's first message for the request.</summary>
+    public ChildMessage Response { get; } = response;
+
+    /// <summary>The request's event stream, when the child said something else first.</summary>
+    public ChildEventStream? Events { get; } = events;
+}
+
+/// <summary>
 /// The <c>application/json</c> body of a child's answer: the message inside its <see cref="ChildMessage"/>
 /// array, readable as a stream like any content, and by <see cref="StreamableHttpProxy"/> directly as bytes
 /// (<see cref="Json"/>), so a relayed answer needs no stream, pipe reader or copy on the gateway's side.

@@ -76,9 +76,9 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
 
         if (request.Method == HttpMethod.Delete)
         {
-            if (sessionId is not null && _sessions.TryRemove(sessionId, out ChildSession? ended))
+            if (sessionId is not null)
             {
-                await ended.DisposeAsync().ConfigureAwait(false);
+                await EndAsync(sessionId).ConfigureAwait(false);
             }
 
             return new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request };
@@ -114,6 +114,7 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             ? body.Body
             : new ReadOnlySequence<byte>(await request.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false));
         JsonRpcPeek.TryRead(message, out JsonRpcPeek peek);
+        bool started = session is null;
         if (session is null)
         {
             if (!peek.IsInitialize)
@@ -135,6 +136,59 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             _sessions[sessionId] = session;
         }
 
+        ChildAnswer answer;
+        try
+        {
+            answer = await ExchangeAsync(session, sessionId!, message, peek, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (started)
+        {
+            // Nobody learnt this session's id (the client, or a /readyz probe, gave up before the child answered
+            // initialize): nothing can reach its child again, so it ends now rather than at the idle timeout.
+            await EndAsync(sessionId!).ConfigureAwait(false);
+            throw;
+        }
+
+        if (started && answer.Status != HttpStatusCode.OK)
+        {
+            await EndAsync(sessionId!).ConfigureAwait(false);
+        }
+
+        switch (answer.Status)
+        {
+            case HttpStatusCode.OK when answer.Events is not null:
+                // The child spoke before answering: an SSE stream from here on, ending with the response.
+                return EventStreamResponse(request, answer.Events, sessionId!);
+            case HttpStatusCode.OK:
+                var response = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Content = new ChildJsonContent(answer.Response.Json) };
+                response.Headers.TryAddWithoutValidation("Mcp-Session-Id", sessionId);
+                return response;
+            default:
+                return new HttpResponseMessage(answer.Status) { RequestMessage = request };
+        }
+    }
+
+    /// <summary>
+    /// A POST to an existing session, without the HTTP message objects: what <see cref="StreamableHttpProxy"/>
+    /// calls directly for every request after initialize (the same exchange <see cref="SendAsync"/> makes).
+    /// </summary>
+    /// <param name="sessionId">The request's <c>Mcp-Session-Id</c>.</param>
+    /// <param name="message">One JSON-RPC message, without a newline (valid until the returned task completes).</param>
+    /// <param name="cancellationToken">The client went away.</param>
+    internal Task<ChildAnswer> PostAsync(string sessionId, ReadOnlySequence<byte> message, CancellationToken cancellationToken)
+    {
+        if (!_sessions.TryGetValue(sessionId, out ChildSession? session))
+        {
+            return Task.FromResult(new ChildAnswer(HttpStatusCode.NotFound));
+        }
+
+        JsonRpcPeek.TryRead(message, out JsonRpcPeek peek);
+        return ExchangeAsync(session, sessionId, message, peek, cancellationToken);
+    }
+
+    /// <summary>Steps 2–3: writes the message to the child and, for a request, waits for the first message routed to it.</summary>
+    private async Task<ChildAnswer> ExchangeAsync(ChildSession session, string sessionId, ReadOnlySequence<byte> message, JsonRpcPeek peek, CancellationToken cancellationToken)
+    {
         session.Touch();
         try
         {
@@ -142,10 +196,9 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             {
                 // A notification, or the client's answer to the child's own request (sampling, elicitation...).
                 await session.WriteAsync(message, cancellationToken).ConfigureAwait(false);
-                return new HttpResponseMessage(HttpStatusCode.Accepted) { RequestMessage = request };
+                return new ChildAnswer(HttpStatusCode.Accepted);
             }
 
-            // Steps 2–3.
             RequestRoute route = session.Begin(peek.Id, peek.ProgressToken);
             ChildMessage first;
             try
@@ -164,26 +217,25 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
             }
 
             session.Touch();
-            if (first.IsResponse)
-            {
-                var response = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Content = new ChildJsonContent(first.Json) };
-                response.Headers.TryAddWithoutValidation("Mcp-Session-Id", sessionId);
-                return response;
-            }
-
-            // The child spoke before answering: an SSE stream from here on, ending with the response.
-            return EventStreamResponse(request, new ChildEventStream(route.Events.Reader, first, route), sessionId!);
+            return first.IsResponse
+                ? new ChildAnswer(HttpStatusCode.OK, first)
+                : new ChildAnswer(HttpStatusCode.OK, events: new ChildEventStream(route.Events.Reader, first, route));
         }
         catch (IOException e)
         {
             // The child exited: the gateway answers the pending request as an upstream failure.
             GatewayBridgeLog.UpstreamFailed(_logger, e.Message);
-            if (_sessions.TryRemove(sessionId!, out ChildSession? gone))
-            {
-                await gone.DisposeAsync().ConfigureAwait(false);
-            }
+            await EndAsync(sessionId).ConfigureAwait(false);
+            return new ChildAnswer(HttpStatusCode.BadGateway);
+        }
+    }
 
-            return new HttpResponseMessage(HttpStatusCode.BadGateway) { RequestMessage = request };
+    /// <summary>Forgets a session and ends its child (if it is still known).</summary>
+    private async Task EndAsync(string sessionId)
+    {
+        if (_sessions.TryRemove(sessionId, out ChildSession? ended))
+        {
+            await ended.DisposeAsync().ConfigureAwait(false);
         }
     }
 
@@ -275,13 +327,13 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
         private long _lastUsed = Environment.TickCount64;
         private int _disposed;
 
-        private ChildSession(Process process, TimeSpan grace, long maxMessageBytes, ILogger logger)
+        private ChildSession(Process process, Stream stdin, Stream stdout, TimeSpan grace, long maxMessageBytes, ILogger logger)
         {
             _process = process;
             _grace = grace;
             _logger = logger;
-            _stdin = process.StandardInput.BaseStream;
-            _reading = ReadAsync(PipeReader.Create(process.StandardOutput.BaseStream), maxMessageBytes);
+            _stdin = stdin;
+            _reading = ReadAsync(PipeReader.Create(stdout), maxMessageBytes);
         }
 
         public long LastUsed => Interlocked.Read(ref _lastUsed);
@@ -299,10 +351,16 @@ internal sealed class ChildProcessHandler : HttpMessageHandler
 
         public static ChildSession Start(string command, IReadOnlyList<string> arguments, TimeSpan grace, long maxMessageBytes, ILogger logger)
         {
-            // The stdio gateway's child start: on Linux through the launcher, so children die with the gateway.
-            ProcessStartInfo startInfo = ParentDeathLauncher.CreateUpstreamStartInfo(command, arguments);
-            Process process = ParentDeathLauncher.Start(startInfo);
-            return new ChildSession(process, grace, maxMessageBytes, logger);
+            // On Linux through the launcher, so children die with the gateway, on pipes without Process's
+            // StreamWriter/StreamReader (one pair per session adds up: ParentDeathLauncher.StartOnPipes).
+            if (ParentDeathLauncher.IsEnabled)
+            {
+                Process launched = ParentDeathLauncher.StartOnPipes(command, arguments, out Stream input, out Stream output);
+                return new ChildSession(launched, input, output, grace, maxMessageBytes, logger);
+            }
+
+            Process process = ParentDeathLauncher.Start(ParentDeathLauncher.CreateUpstreamStartInfo(command, arguments));
+            return new ChildSession(process, process.StandardInput.BaseStream, process.StandardOutput.BaseStream, grace, maxMessageBytes, logger);
         }
 
         public void Touch() => Interlocked.Exchange(ref _lastUsed, Environment.TickCount64);

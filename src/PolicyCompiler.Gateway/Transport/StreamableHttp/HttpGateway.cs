@@ -56,7 +56,7 @@ public sealed class HttpGateway : IAsyncDisposable
         // A session that ends (DELETE, idle) withdraws its held calls and forgets its session-scoped approvals.
         _sessions.Removed += session => Approvals.EndSession(session.Id);
         var enforcer = new ToolCallEnforcer(evaluator, audit, options.AuditFailOpen, logger, Metrics, Approvals);
-        var proxy = new StreamableHttpProxy(options, enforcer, _upstream, _upstreamUri, _sessions, Metrics, logger, time);
+        var proxy = new StreamableHttpProxy(options, enforcer, _upstream, _upstreamUri, _sessions, Metrics, logger, time, upstreamHandler as ChildProcessHandler);
 
         // The empty builder, not the slim one: no appsettings.json read from the working directory (a stray file
         // there could add Kestrel endpoints), no environment-variable configuration, and no file watcher (a thread,
@@ -67,10 +67,11 @@ public sealed class HttpGateway : IAsyncDisposable
         builder.Logging.AddProvider(new ForwardingLoggerProvider(logger));
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         // Kestrel's socket transport hands every received request, and every response to be sent, to the
-        // thread pool by default: two thread hops per exchange on top of the socket engine's own. The
-        // gateway's request code never blocks (it awaits the upstream, the approvals, the body), so it can
-        // run on the thread that received the bytes, and the response is sent from the thread that wrote
-        // it: about half the CPU of a forwarded call on a 2-core machine (docs/performance.md, "HTTP").
+        // thread pool by default: two thread hops per exchange on top of the socket engine's own. Inline, the
+        // request runs on the thread that received the bytes and the response is sent from the thread that
+        // wrote it (docs/performance.md, "HTTP"). Not the epoll thread: the socket engine still completes
+        // receives on pool threads (DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS stays off), so a request that
+        // blocks (a SQLite counter store) holds a pool thread as before, and never stalls other connections.
         builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = true);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {

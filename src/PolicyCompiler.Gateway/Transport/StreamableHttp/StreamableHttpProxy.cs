@@ -53,9 +53,11 @@ internal sealed partial class StreamableHttpProxy
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly ConcurrentBag<Scratch> _scratch = new();
+    private readonly ChildProcessHandler? _children;
 
-    public StreamableHttpProxy(HttpGatewayOptions options, ToolCallEnforcer enforcer, HttpMessageInvoker upstream, Uri upstreamUri, SessionTable sessions, GatewayMetrics metrics, ILogger logger, TimeProvider? time = null)
+    public StreamableHttpProxy(HttpGatewayOptions options, ToolCallEnforcer enforcer, HttpMessageInvoker upstream, Uri upstreamUri, SessionTable sessions, GatewayMetrics metrics, ILogger logger, TimeProvider? time = null, ChildProcessHandler? children = null)
     {
+        _children = children;
         _options = options;
         _enforcer = enforcer;
         _upstream = upstream;
@@ -261,6 +263,13 @@ internal sealed partial class StreamableHttpProxy
             }
 
             // Step 7: forward.
+            if (_children is not null && session.Length > 0)
+            {
+                // A stdio child per session (`-- COMMAND`): straight to the child, without HTTP message objects.
+                await RelayChildAsync(context, _children, message, exchange, scratch).ConfigureAwait(false);
+                return;
+            }
+
             using var upstreamRequest = new HttpRequestMessage(HttpMethod.Post, _upstreamUri) { Content = new SequenceContent(message) };
             upstreamRequest.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
             CopyRequestHeaders(request, upstreamRequest);
@@ -447,6 +456,98 @@ internal sealed partial class StreamableHttpProxy
         }
     }
 
+    /// <summary>
+    /// Steps 7–10 with a stdio child per session, for a POST in an open session (initialize, GET and DELETE take
+    /// <see cref="RelayAsync"/> through the same handler): the answer is exactly what <see cref="RelayAsync"/>
+    /// makes of the handler's <see cref="HttpResponseMessage"/>, statuses, headers, settlement and all.
+    /// </summary>
+    private async Task RelayChildAsync(HttpContext context, ChildProcessHandler children, ReadOnlySequence<byte> message, Exchange exchange, Scratch scratch)
+    {
+        CancellationToken aborted = context.RequestAborted;
+        HttpResponse response = context.Response;
+        long sent = Stopwatch.GetTimestamp();
+        ChildAnswer answer;
+        try
+        {
+            answer = await children.PostAsync(exchange.Session, message, aborted).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // The client went away before the child answered; the call may still run (a disconnect is not a cancellation).
+            Settle(exchange, UpstreamOutcome.NoResponse, commit: true);
+            return;
+        }
+
+        _metrics.RecordUpstreamLatency(ToolCallEnforcer.ElapsedNanoseconds(sent));
+        bool ownStream = response.HasStarted; // an approval's elicitation opened this POST's answer as an SSE stream
+        int status = (int)answer.Status;
+        if (!ownStream)
+        {
+            response.StatusCode = status;
+        }
+
+        try
+        {
+            if (status != StatusCodes.Status200OK)
+            {
+                // 202 (a notification or response was written), or the child refused (404: no such session; 502: it exited).
+                bool accepted = status == StatusCodes.Status202Accepted;
+                if (!accepted)
+                {
+                    Settle(exchange, UpstreamOutcome.Error, commit: false);
+                    if (status == StatusCodes.Status404NotFound)
+                    {
+                        _sessions.Remove(exchange.Session);
+                    }
+                }
+
+                if (ownStream)
+                {
+                    Settle(exchange, UpstreamOutcome.Error, commit: true);
+                    await WriteErrorAsync(context, StatusCodes.Status502BadGateway, exchange.Id, JsonRpcErrorCodes.UpstreamClosed, "The upstream MCP server answered with neither JSON nor an event stream", scratch).ConfigureAwait(false);
+                }
+                else
+                {
+                    Settle(exchange, UpstreamOutcome.NoResponse, commit: true);
+                }
+
+                return;
+            }
+
+            if (!ownStream)
+            {
+                response.Headers[SessionHeader] = exchange.Session;
+            }
+
+            if (answer.Events is { } events)
+            {
+                await using (events.ConfigureAwait(false))
+                {
+                    if (!ownStream)
+                    {
+                        response.ContentType = "text/event-stream";
+                        response.Headers.CacheControl = "no-cache";
+                    }
+
+                    await RelayEventsAsync(context, events, exchange, scratch).ConfigureAwait(false);
+                }
+
+                return;
+            }
+
+            if (!ownStream)
+            {
+                response.ContentType = "application/json";
+            }
+
+            await RelayJsonMessageAsync(context, new ReadOnlySequence<byte>(answer.Response.Json), exchange, scratch).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+        {
+            Settle(exchange, UpstreamOutcome.NoResponse, commit: true);
+        }
+    }
+
     /// <summary>Step 8 for a JSON answer: one message, read whole (bounded), inspected, written.</summary>
     private async Task RelayJsonAsync(HttpContext context, Stream upstreamBody, Exchange exchange, Scratch scratch)
     {
@@ -487,6 +588,7 @@ internal sealed partial class StreamableHttpProxy
             ReadOnlySequence<byte> message = read.Buffer;
             InspectJson(context, message, exchange, scratch);
             reader.AdvanceTo(message.End);
+            SetContentLength(context, scratch);
             await WriteBufferAsync(context, scratch).ConfigureAwait(false);
             Settle(exchange, UpstreamOutcome.NoResponse, commit: true);
         }
@@ -508,8 +610,21 @@ internal sealed partial class StreamableHttpProxy
         }
 
         InspectJson(context, message, exchange, scratch);
+        SetContentLength(context, scratch);
         await WriteBufferAsync(context, scratch).ConfigureAwait(false);
         Settle(exchange, UpstreamOutcome.NoResponse, commit: true);
+    }
+
+    /// <summary>
+    /// A JSON answer is written in one piece, so its length is known: sent as Content-Length, not chunked
+    /// (no chunk framing to write, and the client reads one body of known size).
+    /// </summary>
+    private static void SetContentLength(HttpContext context, Scratch scratch)
+    {
+        if (!context.Response.HasStarted && scratch.Buffer.WrittenCount > 0)
+        {
+            context.Response.ContentLength = scratch.Buffer.WrittenCount;
+        }
     }
 
     /// <summary>Puts a JSON answer into the scratch buffer: inspected (a call settled, a tools/list filtered), as an event on our own stream.</summary>
