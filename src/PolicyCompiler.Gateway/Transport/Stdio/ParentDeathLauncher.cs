@@ -48,9 +48,6 @@ internal static partial class ParentDeathLauncher
     /// <summary>Records that this process's entry point routes <see cref="InternalCommand"/> to <see cref="Exec"/>.</summary>
     public static void EnableForThisProcess() => s_routed = true;
 
-    /// <summary>The start info that runs <paramref name="command"/> through the launcher.</summary>
-    public static ProcessStartInfo CreateStartInfo(string command, IReadOnlyList<string> arguments) => CreateStartInfo(command, arguments, null);
-
     /// <summary>
     /// The start info that runs <paramref name="command"/> through the launcher; with <paramref name="stdio"/>,
     /// the launcher first makes those two inherited descriptors the server's stdin and stdout.
@@ -89,7 +86,7 @@ internal static partial class ParentDeathLauncher
     /// </summary>
     public static ProcessStartInfo CreateUpstreamStartInfo(string command, IReadOnlyList<string> arguments)
     {
-        ProcessStartInfo startInfo = IsEnabled ? CreateStartInfo(command, arguments) : new ProcessStartInfo(command);
+        ProcessStartInfo startInfo = IsEnabled ? CreateStartInfo(command, arguments, stdio: null) : new ProcessStartInfo(command);
         startInfo.UseShellExecute = false;
         startInfo.RedirectStandardInput = true;
         startInfo.RedirectStandardOutput = true;
