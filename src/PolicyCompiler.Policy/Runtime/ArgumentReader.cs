@@ -427,12 +427,7 @@ public sealed class ArgumentReader
     private bool ScanObject(ReadOnlySpan<byte> json, ref int pos, Node node, int depth, Span<ArgumentSlot> slots, Span<byte> state)
     {
         int[] properties = node.Properties;
-        pos = SkipWhitespace(json, pos + 1);
-        if (pos < json.Length && json[pos] == (byte)'}')
-        {
-            pos++;
-            return true;
-        }
+        if (OpensEmpty(json, ref pos, (byte)'}')) return true;
 
         while (true)
         {
@@ -463,28 +458,15 @@ public sealed class ArgumentReader
             pos = SkipWhitespace(json, pos + 1);
             if (pos >= json.Length) return false;
             if (!(matched >= 0 ? ScanVisit(json, ref pos, matched, depth, slots, state) : SkipValue(json, ref pos, depth))) return false;
-            pos = SkipWhitespace(json, pos);
-            if (pos >= json.Length) return false;
-            if (json[pos] == (byte)'}')
-            {
-                pos++;
-                return true;
-            }
-
-            if (json[pos] != (byte)',') return false;
-            pos = SkipWhitespace(json, pos + 1);
+            Separator next = AfterValue(json, ref pos, (byte)'}');
+            if (next != Separator.Next) return next == Separator.Closed;
         }
     }
 
     private bool ScanArray(ReadOnlySpan<byte> json, ref int pos, Node node, int depth, Span<ArgumentSlot> slots, Span<byte> state)
     {
         int[] indexes = node.Indexes;
-        pos = SkipWhitespace(json, pos + 1);
-        if (pos < json.Length && json[pos] == (byte)']')
-        {
-            pos++;
-            return true;
-        }
+        if (OpensEmpty(json, ref pos, (byte)']')) return true;
 
         int position = 0;
         while (true)
@@ -511,17 +493,49 @@ public sealed class ArgumentReader
             }
 
             position++;
-            pos = SkipWhitespace(json, pos);
-            if (pos >= json.Length) return false;
-            if (json[pos] == (byte)']')
-            {
-                pos++;
-                return true;
-            }
-
-            if (json[pos] != (byte)',') return false;
-            pos = SkipWhitespace(json, pos + 1);
+            Separator next = AfterValue(json, ref pos, (byte)']');
+            if (next != Separator.Next) return next == Separator.Closed;
         }
+    }
+
+    // `pos` is on a '{' or '['; moves past it and any whitespace. True when the container is empty (`pos` is then
+    // past its close), false when a first member or element follows at `pos`.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool OpensEmpty(ReadOnlySpan<byte> json, ref int pos, byte close)
+    {
+        pos = SkipWhitespace(json, pos + 1);
+        if (pos < json.Length && json[pos] == close)
+        {
+            pos++;
+            return true;
+        }
+
+        return false;
+    }
+
+    private enum Separator : byte
+    {
+        Invalid,
+        Next,
+        Closed,
+    }
+
+    // After a member or element: the container's close (`pos` past it), or a comma (`pos` on what follows it,
+    // whitespace skipped), or invalid JSON.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Separator AfterValue(ReadOnlySpan<byte> json, ref int pos, byte close)
+    {
+        pos = SkipWhitespace(json, pos);
+        if (pos >= json.Length) return Separator.Invalid;
+        if (json[pos] == close)
+        {
+            pos++;
+            return Separator.Closed;
+        }
+
+        if (json[pos] != (byte)',') return Separator.Invalid;
+        pos = SkipWhitespace(json, pos + 1);
+        return Separator.Next;
     }
 
     // A value nothing reads: validated (so invalid JSON anywhere is noticed) and passed over.
@@ -555,12 +569,7 @@ public sealed class ArgumentReader
 
     private static bool SkipObject(ReadOnlySpan<byte> json, ref int pos, int depth)
     {
-        pos = SkipWhitespace(json, pos + 1);
-        if (pos < json.Length && json[pos] == (byte)'}')
-        {
-            pos++;
-            return true;
-        }
+        if (OpensEmpty(json, ref pos, (byte)'}')) return true;
 
         while (true)
         {
@@ -569,41 +578,20 @@ public sealed class ArgumentReader
             if (pos >= json.Length || json[pos] != (byte)':') return false;
             pos = SkipWhitespace(json, pos + 1);
             if (pos >= json.Length || !SkipValue(json, ref pos, depth)) return false;
-            pos = SkipWhitespace(json, pos);
-            if (pos >= json.Length) return false;
-            if (json[pos] == (byte)'}')
-            {
-                pos++;
-                return true;
-            }
-
-            if (json[pos] != (byte)',') return false;
-            pos = SkipWhitespace(json, pos + 1);
+            Separator next = AfterValue(json, ref pos, (byte)'}');
+            if (next != Separator.Next) return next == Separator.Closed;
         }
     }
 
     private static bool SkipArray(ReadOnlySpan<byte> json, ref int pos, int depth)
     {
-        pos = SkipWhitespace(json, pos + 1);
-        if (pos < json.Length && json[pos] == (byte)']')
-        {
-            pos++;
-            return true;
-        }
+        if (OpensEmpty(json, ref pos, (byte)']')) return true;
 
         while (true)
         {
             if (pos >= json.Length || !SkipValue(json, ref pos, depth)) return false;
-            pos = SkipWhitespace(json, pos);
-            if (pos >= json.Length) return false;
-            if (json[pos] == (byte)']')
-            {
-                pos++;
-                return true;
-            }
-
-            if (json[pos] != (byte)',') return false;
-            pos = SkipWhitespace(json, pos + 1);
+            Separator next = AfterValue(json, ref pos, (byte)']');
+            if (next != Separator.Next) return next == Separator.Closed;
         }
     }
 
